@@ -1,0 +1,83 @@
+using System.Collections.Concurrent;
+
+namespace FileProxy.Protocol.Client;
+
+/// <summary>Keeps idle persistent connections to one upstream for reuse.</summary>
+public sealed class FileClientPool : IAsyncDisposable
+{
+    private readonly ConcurrentBag<FileClient> _idle = [];
+    private readonly int _maxIdle;
+    private int _disposed;
+
+    public FileClientPool(string host, int port, FileClientOptions? options = null, int maxIdle = 64)
+    {
+        Host = host;
+        Port = port;
+        Options = options ?? new FileClientOptions();
+        _maxIdle = maxIdle;
+    }
+
+    public string Host { get; }
+
+    public int Port { get; }
+
+    public FileClientOptions Options { get; }
+
+    public async Task<FileClient> RentAsync(CancellationToken cancellationToken)
+    {
+        while (_idle.TryTake(out var client))
+        {
+            if (client.IsReusable)
+            {
+                return client;
+            }
+            await client.DisposeAsync();
+        }
+        return await FileClient.ConnectAsync(Host, Port, Options, cancellationToken);
+    }
+
+    /// <summary>Gives a client back; a broken one, or one past the idle limit, is closed.</summary>
+    public async ValueTask ReturnAsync(FileClient client)
+    {
+        if (client.IsReusable && _disposed == 0 && _idle.Count < _maxIdle)
+        {
+            _idle.Add(client);
+            return;
+        }
+        await client.DisposeAsync();
+    }
+
+    /// <summary>Runs one request on a pooled connection, retrying once on a fresh connection when a reused one
+    /// turns out to have been closed by the upstream while idle.</summary>
+    public async Task<T> RunAsync<T>(Func<FileClient, Task<T>> request, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var client = await RentAsync(cancellationToken);
+            try
+            {
+                return await request(client);
+            }
+            catch (UpstreamException) when (attempt == 0 && !client.IsReusable)
+            {
+                // Stale idle connection: try once more.
+            }
+            finally
+            {
+                await ReturnAsync(client);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        while (_idle.TryTake(out var client))
+        {
+            await client.DisposeAsync();
+        }
+    }
+}

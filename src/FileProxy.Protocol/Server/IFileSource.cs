@@ -1,0 +1,53 @@
+using FileProxy.Protocol.Wire;
+
+namespace FileProxy.Protocol.Server;
+
+/// <summary>
+/// What a <see cref="ProtocolServer"/> serves: a directory on the origin, a cache on the proxy. Failures the
+/// requester should hear about are returned as a non-Ok <see cref="ResponseHead"/>, not thrown.
+/// </summary>
+public interface IFileSource
+{
+    /// <summary>Short role name reported in STATS ("server", "proxy").</summary>
+    string Role { get; }
+
+    /// <summary>Resolves a GET. An Ok result carries a body of exactly <see cref="ResponseHead.Length"/> bytes.</summary>
+    ValueTask<SourceResult> GetAsync(SafeName name, GetRequest request, CancellationToken cancellationToken);
+
+    ValueTask<ResponseHead> StatAsync(SafeName name, CancellationToken cancellationToken);
+
+    ValueTask<ResponseHead> PurgeAsync(SafeName name, CancellationToken cancellationToken);
+
+    /// <summary>The source's own counters, appended to the server's in a STATS answer.</summary>
+    IEnumerable<KeyValuePair<string, long>> Counters { get; }
+}
+
+/// <summary>A GET's answer: the head to send and, when Ok, the body to send after it.</summary>
+public readonly record struct SourceResult(ResponseHead Head, IResponseBody? Body)
+{
+    public static SourceResult Error(StatusCode status, string message) => new(ResponseHead.Error(status, message), null);
+
+    public static implicit operator SourceResult(ResponseHead head) => new(head, null);
+}
+
+/// <summary>A response body that knows how to send itself; disposed after sending, sent or not.</summary>
+public interface IResponseBody : IAsyncDisposable
+{
+    long Length { get; }
+
+    /// <summary>Copies the whole body into <paramref name="destination"/> when it is at least <see cref="Length"/>
+    /// bytes and the bytes are at hand without waiting; returns false otherwise. Lets small bodies leave in the
+    /// same packet as their head.</summary>
+    bool TryCopyTo(Span<byte> destination);
+
+    ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken);
+}
+
+/// <summary>Where a body goes: a connection's socket.</summary>
+public interface IBodySink
+{
+    ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken);
+
+    /// <summary>Sends a region of a file without copying it through user space where the platform allows.</summary>
+    ValueTask SendFileAsync(FileStream file, long offset, long count, CancellationToken cancellationToken);
+}

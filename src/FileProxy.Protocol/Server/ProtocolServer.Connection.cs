@@ -1,0 +1,265 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Net.Sockets;
+using FileProxy.Protocol.Transport;
+using FileProxy.Protocol.Wire;
+using Serilog;
+using Serilog.Events;
+
+namespace FileProxy.Protocol.Server;
+
+public sealed partial class ProtocolServer
+{
+    /// <summary>One client connection: reads requests one after another and answers each in order.</summary>
+    private sealed class Connection : IBodySink, IDisposable
+    {
+        /// <summary>Room for a response head plus a small body sent in the same packet.</summary>
+        private const int WriteBufferBytes = 16 * 1024;
+
+        private readonly ProtocolServer _server;
+        private readonly Socket _socket;
+        private readonly ILogger _log;
+        private readonly FrameReader _reader;
+        private readonly SocketSender _sender;
+        private readonly byte[] _writeBuffer = ArrayPool<byte>.Shared.Rent(WriteBufferBytes);
+        private CancellationTokenSource _timeout;
+
+        public Connection(ProtocolServer server, Socket socket, ILogger log)
+        {
+            _server = server;
+            _socket = socket;
+            _log = log;
+            _reader = new FrameReader(socket, WireCodec.MaxRequestFrame - ProtocolLimits.FrameHeaderLength);
+            _sender = new SocketSender(socket);
+            _timeout = CancellationTokenSource.CreateLinkedTokenSource(server._stopping.Token);
+        }
+
+        private CancellationToken Abort => _server._aborting.Token;
+
+        public async Task RunAsync()
+        {
+            _log.Debug("Connection opened");
+            using var abort = Abort.Register(static state => ((Socket)state!).Dispose(), _socket);
+            while (!_server._stopping.IsCancellationRequested)
+            {
+                var frame = await ReadRequestFrameAsync();
+                if (frame is null || !await HandleAsync(frame.Value))
+                {
+                    break;
+                }
+            }
+            _log.Debug("Connection closed");
+        }
+
+        public void Dispose()
+        {
+            _timeout.Dispose();
+            _reader.Dispose();
+            _sender.Dispose();
+            ArrayPool<byte>.Shared.Return(_writeBuffer);
+        }
+
+        public ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken) =>
+            _sender.SendAsync(data, cancellationToken);
+
+        public ValueTask SendFileAsync(FileStream file, long offset, long count, CancellationToken cancellationToken) =>
+            _sender.SendFileAsync(file, offset, count, cancellationToken);
+
+        /// <summary>Waits for the next request: up to the idle timeout for its first byte, then up to the header
+        /// timeout for the rest. Null means close the connection (peer left, timed out, or the server stops).</summary>
+        private async ValueTask<Frame?> ReadRequestFrameAsync()
+        {
+            if (!_timeout.TryReset())
+            {
+                _timeout.Dispose();
+                _timeout = CancellationTokenSource.CreateLinkedTokenSource(_server._stopping.Token);
+            }
+            var headerStarted = false;
+            _timeout.CancelAfter(_server._options.IdleTimeout);
+            try
+            {
+                var frame = await _reader.ReadFrameAsync(() =>
+                {
+                    headerStarted = true;
+                    _timeout.CancelAfter(_server._options.HeaderTimeout);
+                }, _timeout.Token);
+                _timeout.CancelAfter(Timeout.InfiniteTimeSpan);
+                return frame;
+            }
+            catch (OperationCanceledException) when (_server._stopping.IsCancellationRequested)
+            {
+                return null;
+            }
+            catch (OperationCanceledException) when (headerStarted)
+            {
+                _log.Warning("Request frame not completed within {HeaderTimeoutSeconds} s; closing",
+                    _server._options.HeaderTimeout.TotalSeconds);
+                await TrySendErrorAsync(Opcode.ErrorResponse, StatusCode.BadRequest, "request frame not completed in time");
+                return null;
+            }
+            catch (OperationCanceledException)
+            {
+                _log.Debug("Idle for {IdleTimeoutSeconds} s; closing", _server._options.IdleTimeout.TotalSeconds);
+                return null;
+            }
+            catch (ProtocolException e)
+            {
+                _log.Warning("Malformed request frame: {Reason}; closing", e.Message);
+                await TrySendErrorAsync(Opcode.ErrorResponse, e.Status, e.Message);
+                return null;
+            }
+            catch (Exception e) when (IsDisconnect(e))
+            {
+                _log.Debug("Peer went away while sending a request: {Reason}", e.Message);
+                return null;
+            }
+        }
+
+        /// <summary>Answers one request. Returns false when the connection must close.</summary>
+        private async ValueTask<bool> HandleAsync(Frame frame)
+        {
+            var started = Stopwatch.GetTimestamp();
+            Interlocked.Increment(ref _server._counters.Requests);
+            Request request;
+            try
+            {
+                request = WireCodec.DecodeRequest(frame.Header.Opcode, frame.Payload.Span);
+            }
+            catch (ProtocolException e)
+            {
+                _log.Warning("Bad {Opcode} request: {Reason}", frame.Header.Opcode, e.Message);
+                Interlocked.Increment(ref _server._counters.RequestsFailed);
+                return await TrySendErrorAsync(frame.Header.Opcode, StatusCode.BadRequest, e.Message);
+            }
+
+            var name = request switch
+            {
+                GetRequest get => get.Name,
+                StatRequest stat => stat.Name,
+                PurgeRequest purge => purge.Name,
+                _ => null,
+            };
+            SafeName? safeName = null;
+            if (name is not null && !SafeName.TryCreate(name, out safeName, out var nameError))
+            {
+                _log.Warning("{Opcode} {Name} refused: {Reason}", request.Opcode, name, nameError);
+                Interlocked.Increment(ref _server._counters.RequestsFailed);
+                return await TrySendErrorAsync(request.Opcode, StatusCode.BadRequest, nameError);
+            }
+
+            SourceResult result;
+            try
+            {
+                result = request switch
+                {
+                    GetRequest get => await _server._source.GetAsync(safeName!, get, Abort),
+                    StatRequest => await _server._source.StatAsync(safeName!, Abort),
+                    PurgeRequest => await _server._source.PurgeAsync(safeName!, Abort),
+                    _ => new ResponseHead(StatusCode.Ok, _server._source.Role) { Counters = _server.Counters() },
+                };
+            }
+            catch (Exception e) when (!Abort.IsCancellationRequested)
+            {
+                _log.Error(e, "{Opcode} {Name} failed inside the server", request.Opcode, name);
+                Interlocked.Increment(ref _server._counters.RequestsFailed);
+                return await TrySendErrorAsync(request.Opcode, StatusCode.InternalError, "internal error; see the server log");
+            }
+
+            var (head, body) = result;
+            var sent = 0L;
+            var keepOpen = true;
+            await using (body)
+            {
+                try
+                {
+                    sent = await SendResponseAsync(request.Opcode, head, body);
+                }
+                catch (Exception e) when (IsDisconnect(e) || Abort.IsCancellationRequested)
+                {
+                    _log.Debug("Peer went away during the response: {Reason}", e.Message);
+                    keepOpen = false;
+                }
+                catch (Exception e)
+                {
+                    // The head is out and the body cannot be completed: only closing tells the peer.
+                    _log.Error(e, "{Opcode} {Name} failed while sending the body; closing", request.Opcode, name);
+                    keepOpen = false;
+                }
+            }
+            Interlocked.Add(ref _server._counters.BytesServed, sent);
+            if (!head.IsOk || !keepOpen)
+            {
+                Interlocked.Increment(ref _server._counters.RequestsFailed);
+            }
+            LogRequest(request, name, head, sent, started, keepOpen);
+            return keepOpen;
+        }
+
+        private async ValueTask<long> SendResponseAsync(Opcode opcode, ResponseHead head, IResponseBody? body)
+        {
+            if (opcode == Opcode.Stats)
+            {
+                var frame = ArrayPool<byte>.Shared.Rent(WireCodec.MaxResponseFrame);
+                try
+                {
+                    var length = WireCodec.EncodeResponse(opcode, head, frame);
+                    await _sender.SendAsync(frame.AsMemory(0, length), Abort);
+                    return 0;
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(frame);
+                }
+            }
+
+            var headLength = WireCodec.EncodeResponse(opcode, head, _writeBuffer);
+            if (body is null || body.Length == 0)
+            {
+                await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength), Abort);
+                return 0;
+            }
+            if (body.TryCopyTo(_writeBuffer.AsSpan(headLength)))
+            {
+                await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength + (int)body.Length), Abort);
+                return body.Length;
+            }
+            await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength), Abort);
+            await body.SendAsync(this, Abort);
+            return body.Length;
+        }
+
+        private void LogRequest(Request request, string? name, ResponseHead head, long sent, long started, bool completed)
+        {
+            var level = head.IsOk && completed ? LogEventLevel.Information : LogEventLevel.Warning;
+            if (!_log.IsEnabled(level))
+            {
+                return;
+            }
+            var elapsedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            _log.Write(level, "{Opcode} {Name} {Status} {Bytes} bytes in {ElapsedMs:0.###} ms {Source}{Incomplete} {Message}",
+                request.Opcode.ToString().ToUpperInvariant(), name ?? "-", head.Status, sent, elapsedMs,
+                head.IsOk ? head.Source : "-", completed ? "" : " (cut short)", head.Message);
+        }
+
+        /// <summary>Sends an error response; returns whether the connection can go on.</summary>
+        private async ValueTask<bool> TrySendErrorAsync(Opcode opcode, StatusCode status, string message)
+        {
+            try
+            {
+                var length = WireCodec.EncodeResponse(opcode, ResponseHead.Error(status, message), _writeBuffer);
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Abort);
+                timeout.CancelAfter(_server._options.HeaderTimeout);
+                await _sender.SendAsync(_writeBuffer.AsMemory(0, length), timeout.Token);
+                return true;
+            }
+            catch (Exception e) when (IsDisconnect(e))
+            {
+                return false;
+            }
+        }
+
+        private static bool IsDisconnect(Exception e) =>
+            e is SocketException or ObjectDisposedException or EndOfStreamException or OperationCanceledException
+            || (e is IOException { InnerException: SocketException });
+    }
+}

@@ -1,0 +1,22 @@
+using System.Net;
+using FileProxy.Protocol.Wire;
+
+namespace FileProxy.Protocol.Server;
+
+public sealed record ProtocolServerOptions
+{
+    public IPEndPoint EndPoint { get; init; } = new(IPAddress.Any, 0);
+
+    /// <summary>Connections served at once; one more is answered Busy and closed.</summary>
+    public int MaxConnections { get; init; } = 4096;
+
+    public TimeSpan HeaderTimeout { get; init; } = ProtocolLimits.DefaultHeaderTimeout;
+
+    public TimeSpan IdleTimeout { get; init; } = ProtocolLimits.DefaultIdleTimeout;
+
+    /// <summary>On stop, how long running transfers may go on before their connections are cut.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Listen on a Linux MPTCP socket (plain TCP peers still connect).</summary>
+    public bool Mptcp { get; init; }
+}

@@ -1,0 +1,120 @@
+using System.Buffers;
+using System.Net.Sockets;
+using FileProxy.Protocol.Wire;
+
+namespace FileProxy.Protocol.Transport;
+
+/// <summary>
+/// Reads frames from a socket through one pooled buffer, then lets the caller read a body straight into its own
+/// memory. A frame returned by <see cref="ReadFrameAsync"/> is valid until the next call.
+/// </summary>
+internal sealed class FrameReader : IDisposable
+{
+    private readonly Socket _socket;
+    private readonly int _maxPayload;
+    private byte[]? _buffer;
+    private int _start;
+    private int _end;
+
+    public FrameReader(Socket socket, int maxPayload)
+    {
+        _socket = socket;
+        _maxPayload = maxPayload;
+        _buffer = ArrayPool<byte>.Shared.Rent(ProtocolLimits.FrameHeaderLength + maxPayload);
+    }
+
+    /// <summary>Bytes received but not yet consumed.</summary>
+    public int Buffered => _end - _start;
+
+    /// <summary>
+    /// Reads one frame. Returns null when the peer closed cleanly at a frame boundary.
+    /// <paramref name="onFirstByte"/> runs once when the frame's first byte is buffered (the connection starts
+    /// its header timeout there). Throws <see cref="ProtocolException"/> on a malformed header and
+    /// <see cref="EndOfStreamException"/> when the peer closes mid-frame.
+    /// </summary>
+    public async ValueTask<Frame?> ReadFrameAsync(Action? onFirstByte, CancellationToken cancellationToken)
+    {
+        var buffer = _buffer ?? throw new ObjectDisposedException(nameof(FrameReader));
+        if (Buffered == 0)
+        {
+            _start = _end = 0;
+            if (!await FillAsync(cancellationToken))
+            {
+                return null;
+            }
+        }
+        onFirstByte?.Invoke();
+        FrameHeader header;
+        while (!FrameHeader.TryRead(buffer.AsSpan(_start, Buffered), out header))
+        {
+            await FillOrThrowAsync(cancellationToken);
+        }
+        if (header.PayloadLength > _maxPayload)
+        {
+            throw new ProtocolException($"frame payload of {header.PayloadLength} bytes exceeds this peer's limit of {_maxPayload}");
+        }
+        var total = ProtocolLimits.FrameHeaderLength + header.PayloadLength;
+        while (Buffered < total)
+        {
+            await FillOrThrowAsync(cancellationToken);
+        }
+        var payload = new ReadOnlyMemory<byte>(buffer, _start + ProtocolLimits.FrameHeaderLength, header.PayloadLength);
+        _start += total;
+        return new Frame(header, payload);
+    }
+
+    /// <summary>Reads up to <paramref name="destination"/>.Length body bytes: first what is buffered, then from the
+    /// socket. Returns 0 only when the peer closed.</summary>
+    public async ValueTask<int> ReadBodyAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        if (Buffered > 0)
+        {
+            var count = Math.Min(Buffered, destination.Length);
+            _buffer.AsSpan(_start, count).CopyTo(destination.Span);
+            _start += count;
+            return count;
+        }
+        return await _socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken);
+    }
+
+    public void Dispose()
+    {
+        var buffer = Interlocked.Exchange(ref _buffer, null);
+        if (buffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private async ValueTask<bool> FillAsync(CancellationToken cancellationToken)
+    {
+        var buffer = _buffer!;
+        if (_start > 0 && _end == buffer.Length)
+        {
+            Buffer.BlockCopy(buffer, _start, buffer, 0, Buffered);
+            _end -= _start;
+            _start = 0;
+        }
+        var read = await _socket.ReceiveAsync(buffer.AsMemory(_end), SocketFlags.None, cancellationToken);
+        _end += read;
+        return read > 0;
+    }
+
+    private async ValueTask FillOrThrowAsync(CancellationToken cancellationToken)
+    {
+        if (_start > 0)
+        {
+            // Keep the partial frame at the front so a full-size frame always fits.
+            Buffer.BlockCopy(_buffer!, _start, _buffer!, 0, Buffered);
+            _end -= _start;
+            _start = 0;
+        }
+        if (!await FillAsync(cancellationToken))
+        {
+            throw new EndOfStreamException("peer closed the connection in the middle of a frame");
+        }
+    }
+}
+
+/// <summary>One frame: its header and payload (a view into the reader's buffer).</summary>
+internal readonly record struct Frame(FrameHeader Header, ReadOnlyMemory<byte> Payload);

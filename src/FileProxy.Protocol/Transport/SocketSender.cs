@@ -1,0 +1,57 @@
+using System.Net.Sockets;
+
+namespace FileProxy.Protocol.Transport;
+
+/// <summary>
+/// Sends buffers and file regions on one socket. File regions go through <see cref="Socket.SendPacketsAsync"/>,
+/// which on Linux is sendfile(2) with an offset and a count: the bytes never enter user space.
+/// </summary>
+internal sealed class SocketSender : IDisposable
+{
+    private const int MaxSendFileChunk = 1 << 30;
+
+    private readonly Socket _socket;
+    private readonly SocketAsyncEventArgs _args = new();
+    private TaskCompletionSource<SocketError>? _pending;
+
+    public SocketSender(Socket socket)
+    {
+        _socket = socket;
+        _args.Completed += (_, args) => _pending!.TrySetResult(args.SocketError);
+    }
+
+    public async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        while (!data.IsEmpty)
+        {
+            var sent = await _socket.SendAsync(data, SocketFlags.None, cancellationToken);
+            data = data[sent..];
+        }
+    }
+
+    /// <summary>Sends <paramref name="count"/> bytes of <paramref name="file"/> from <paramref name="offset"/>.
+    /// The file must hold them: a short file is an error, never a short body.</summary>
+    public async ValueTask SendFileAsync(FileStream file, long offset, long count, CancellationToken cancellationToken)
+    {
+        while (count > 0)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var chunk = (int)Math.Min(count, MaxSendFileChunk);
+            _args.SendPacketsElements = [new SendPacketsElement(file, offset, chunk, endOfPacket: false)];
+            _pending = new TaskCompletionSource<SocketError>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var error = _socket.SendPacketsAsync(_args) ? await _pending.Task : _args.SocketError;
+            if (error != SocketError.Success)
+            {
+                throw new SocketException((int)error);
+            }
+            if (_args.BytesTransferred != chunk)
+            {
+                throw new IOException($"sent {_args.BytesTransferred} of {chunk} file bytes (file shrank?)");
+            }
+            offset += chunk;
+            count -= chunk;
+        }
+    }
+
+    public void Dispose() => _args.Dispose();
+}

@@ -1,0 +1,106 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace FileProxy.Protocol.Transport;
+
+/// <summary>Socket creation and options shared by every listener and every connection.</summary>
+public static class SocketSetup
+{
+    private const int IpProtoTcp = 6;
+    private const int TcpUserTimeout = 18;
+    private const int IpProtoMptcp = 262;
+
+    /// <summary>How long sent data may stay unacknowledged (also a peer that stopped reading) before the kernel
+    /// drops the connection.</summary>
+    public static readonly TimeSpan UnacknowledgedTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>Send and receive buffers large enough to keep loopback and fast links busy.</summary>
+    public const int SocketBufferBytes = 4 * 1024 * 1024;
+
+    public static Socket Listen(IPEndPoint endPoint, bool mptcp, int backlog = 1024)
+    {
+        var socket = Create(endPoint.AddressFamily, mptcp);
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            if (endPoint.AddressFamily == AddressFamily.InterNetworkV6 && endPoint.Address.Equals(IPAddress.IPv6Any))
+            {
+                socket.DualMode = true;
+            }
+            socket.Bind(endPoint);
+            socket.Listen(backlog);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    public static async Task<Socket> ConnectAsync(string host, int port, bool mptcp, CancellationToken cancellationToken)
+    {
+        var addresses = IPAddress.TryParse(host, out var literal)
+            ? [literal]
+            : await Dns.GetHostAddressesAsync(host, cancellationToken);
+        Exception? last = null;
+        foreach (var address in addresses)
+        {
+            var socket = Create(address.AddressFamily, mptcp);
+            try
+            {
+                await socket.ConnectAsync(new IPEndPoint(address, port), cancellationToken);
+                Configure(socket);
+                return socket;
+            }
+            catch (SocketException e)
+            {
+                socket.Dispose();
+                last = e;
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+        throw last ?? new SocketException((int)SocketError.HostNotFound);
+    }
+
+    /// <summary>Options for a connected socket, either side.</summary>
+    public static void Configure(Socket socket)
+    {
+        socket.NoDelay = true;
+        socket.SendBufferSize = SocketBufferBytes;
+        socket.ReceiveBufferSize = SocketBufferBytes;
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+        if (OperatingSystem.IsLinux())
+        {
+            try
+            {
+                socket.SetRawSocketOption(IpProtoTcp, TcpUserTimeout,
+                    BitConverter.GetBytes((int)UnacknowledgedTimeout.TotalMilliseconds));
+            }
+            catch (SocketException)
+            {
+                // Not every socket type (e.g. some MPTCP kernels) takes TCP_USER_TIMEOUT; keep-alive still applies.
+            }
+        }
+    }
+
+    private static Socket Create(AddressFamily family, bool mptcp)
+    {
+        if (mptcp && OperatingSystem.IsLinux())
+        {
+            try
+            {
+                return new Socket(family, SocketType.Stream, (ProtocolType)IpProtoMptcp);
+            }
+            catch (SocketException)
+            {
+                // Kernel without MPTCP: plain TCP carries the same protocol.
+            }
+        }
+        return new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+    }
+}

@@ -1,0 +1,37 @@
+using System.Security.Cryptography;
+
+namespace FileProxy.Protocol.Wire;
+
+/// <summary>A SHA-256 digest of a whole file's content (32 bytes).</summary>
+public readonly struct ContentDigest : IEquatable<ContentDigest>
+{
+    public const int Length = 32;
+    private readonly byte[]? _bytes;
+
+    public ContentDigest(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length != Length)
+        {
+            throw new ArgumentException($"a digest is {Length} bytes", nameof(bytes));
+        }
+        _bytes = bytes.ToArray();
+    }
+
+    public ReadOnlySpan<byte> Bytes => _bytes ?? new byte[Length];
+
+    public static ContentDigest Of(ReadOnlySpan<byte> content) => new(SHA256.HashData(content));
+
+    public static ContentDigest Parse(string hex) => new(Convert.FromHexString(hex));
+
+    public override string ToString() => Convert.ToHexStringLower(Bytes);
+
+    public bool Equals(ContentDigest other) => Bytes.SequenceEqual(other.Bytes);
+
+    public override bool Equals(object? obj) => obj is ContentDigest other && Equals(other);
+
+    public override int GetHashCode() => BitConverter.ToInt32(Bytes);
+
+    public static bool operator ==(ContentDigest left, ContentDigest right) => left.Equals(right);
+
+    public static bool operator !=(ContentDigest left, ContentDigest right) => !left.Equals(right);
+}

@@ -1,0 +1,17 @@
+namespace FileProxy.Protocol.Wire;
+
+/// <summary>The peer broke the wire format: the stream position is lost and the connection must close.</summary>
+public sealed class ProtocolException : Exception
+{
+    public ProtocolException(StatusCode status, string message) : base(message) => Status = status;
+
+    public ProtocolException() : this(StatusCode.BadRequest, "protocol error") { }
+
+    public ProtocolException(string message) : this(StatusCode.BadRequest, message) { }
+
+    public ProtocolException(string message, Exception innerException) : base(message, innerException) =>
+        Status = StatusCode.BadRequest;
+
+    /// <summary>The status to answer with, when an answer is still possible.</summary>
+    public StatusCode Status { get; }
+}

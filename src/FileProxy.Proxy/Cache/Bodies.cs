@@ -1,0 +1,133 @@
+using System.Buffers;
+using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Server;
+
+namespace FileProxy.Proxy.Cache;
+
+/// <summary>A range of a file still being filled: sends what is written, waits for the rest.</summary>
+internal sealed class GrowingFileBody : IResponseBody
+{
+    private readonly Fill _fill;
+    private readonly FileStream _file;
+    private readonly long _offset;
+    private int _disposed;
+
+    public GrowingFileBody(Fill fill, FileStream file, long offset, long length)
+    {
+        _fill = fill;
+        _file = file;
+        _offset = offset;
+        Length = length;
+    }
+
+    public long Length { get; }
+
+    public bool TryCopyTo(Span<byte> destination) =>
+        _fill.Written >= _offset + Length && new FileRegionBody(_file, _offset, Length).TryCopyTo(destination);
+
+    public async ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken)
+    {
+        var position = _offset;
+        var end = _offset + Length;
+        while (position < end)
+        {
+            var written = _fill.Written;
+            if (written > position)
+            {
+                var count = Math.Min(written, end) - position;
+                await sink.SendFileAsync(_file, position, count, cancellationToken);
+                position += count;
+                continue;
+            }
+            if (_fill.State == FillState.Failed)
+            {
+                throw new IOException($"upstream fetch failed after {written} bytes: {_fill.FailureReason}");
+            }
+            await _fill.WaitBeyondAsync(position, cancellationToken);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            await _file.DisposeAsync();
+            _fill.Unpin();
+        }
+    }
+}
+
+/// <summary>A committed entry's file region; lets the cache know when the entry is no longer being read.</summary>
+internal sealed class CachedFileBody : IResponseBody
+{
+    private readonly FileRegionBody _region;
+    private readonly Action _release;
+    private int _disposed;
+
+    public CachedFileBody(FileStream file, long offset, long length, Action release)
+    {
+        _region = new FileRegionBody(file, offset, length);
+        _release = release;
+    }
+
+    public long Length => _region.Length;
+
+    public bool TryCopyTo(Span<byte> destination) => _region.TryCopyTo(destination);
+
+    public ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken) => _region.SendAsync(sink, cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            await _region.DisposeAsync();
+            _release();
+        }
+    }
+}
+
+/// <summary>An upstream body relayed as it arrives, for files too large to cache.</summary>
+internal sealed class UpstreamStreamBody : IResponseBody
+{
+    private readonly FileClientPool _pool;
+    private readonly FileClient _client;
+    private readonly GetResponse _response;
+    private int _disposed;
+
+    public UpstreamStreamBody(FileClientPool pool, FileClient client, GetResponse response)
+    {
+        _pool = pool;
+        _client = client;
+        _response = response;
+    }
+
+    public long Length => _response.Head.Length;
+
+    public bool TryCopyTo(Span<byte> destination) => false;
+
+    public async ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(BodyCopier.BlockBytes);
+        try
+        {
+            int read;
+            while ((read = await _response.ReadAsync(buffer, cancellationToken)) > 0)
+            {
+                await sink.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            await _response.DisposeAsync();
+            await _pool.ReturnAsync(_client);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+namespace FileProxy.Proxy.Cache;
+
+public sealed record CacheOptions
+{
+    public required string Directory { get; init; }
+
+    /// <summary>Most bytes of file data kept; least recently used entries go first.</summary>
+    public long MaxBytes { get; init; } = long.MaxValue;
+
+    /// <summary>How long a cached file is served without asking the origin whether it changed.</summary>
+    public TimeSpan RevalidateAfter { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Serve the cached copy (with a warning) when the origin cannot be asked.</summary>
+    public bool ServeStaleOnError { get; init; } = true;
+
+    /// <summary>Let clients remove entries with PURGE.</summary>
+    public bool AllowPurge { get; init; }
+
+    /// <summary>fsync each entry before it takes its final name, so a power cut cannot leave a short entry.</summary>
+    public bool Fsync { get; init; } = true;
+}

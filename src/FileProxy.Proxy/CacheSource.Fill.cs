@@ -1,0 +1,300 @@
+using System.Security.Cryptography;
+using FileProxy.Protocol;
+using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Server;
+using FileProxy.Protocol.Wire;
+using FileProxy.Proxy.Cache;
+
+namespace FileProxy.Proxy;
+
+public sealed partial class CacheSource
+{
+    /// <summary>Joins the running fill for <paramref name="name"/>, or starts one. Returns null when the name was
+    /// committed meanwhile (look it up again).</summary>
+    private (Fill? Fill, bool Started) JoinOrStartFill(SafeName name)
+    {
+        lock (_lock)
+        {
+            if (_entries.ContainsKey(name.Value))
+            {
+                return (null, false);
+            }
+            if (_fills.TryGetValue(name.Value, out var running))
+            {
+                running.Pin();
+                Interlocked.Increment(ref _counters.Coalesced);
+                return (running, false);
+            }
+            var fill = new Fill(name, CacheStore.KeyOf(name));
+            fill.Pin();
+            _fills[name.Value] = fill;
+            Interlocked.Increment(ref _counters.Misses);
+            var task = RunFillAsync(fill);
+            _runningFills.Add(task);
+            _ = task.ContinueWith(done =>
+            {
+                lock (_lock)
+                {
+                    _runningFills.Remove(done);
+                }
+            }, TaskScheduler.Default);
+            return (fill, true);
+        }
+    }
+
+    /// <summary>Answers a GET from a fill (holding one pin, which the body or this method gives back).</summary>
+    private async ValueTask<SourceResult> ReadFillAsync(Fill fill, bool started, GetRequest request, CancellationToken cancellationToken)
+    {
+        IResponseBody? body = null;
+        try
+        {
+            var upstreamHead = await fill.Head.WaitAsync(cancellationToken);
+            if (!upstreamHead.IsOk)
+            {
+                return upstreamHead;
+            }
+            if (fill.TooLargeToCache)
+            {
+                return await PassThroughAsync(fill.Name, request, cancellationToken);
+            }
+            var file = upstreamHead.File!;
+            if (request.IfVersion.Length > 0 && request.IfVersion != file.Version)
+            {
+                return VersionMismatch(file, request);
+            }
+            if (!ByteRange.TryResolve(request.Offset, request.Length, file.Size, out var range))
+            {
+                return ByteRange.NotSatisfiable(request.Offset, file.Size);
+            }
+            // Our own descriptor on the fill's file: it follows the file through its rename into the cache.
+            var reader = new FileStream($"/proc/self/fd/{fill.Handle!.DangerousGetHandle()}", FileMode.Open, FileAccess.Read,
+                FileShare.ReadWrite | FileShare.Delete, bufferSize: 0, FileOptions.Asynchronous);
+            body = new GrowingFileBody(fill, reader, range.Offset, range.Length);
+            var head = new ResponseHead(StatusCode.Ok, "")
+            {
+                File = file,
+                Offset = range.Offset,
+                Length = range.Length,
+                Source = started ? ResponseSource.CacheMiss : ResponseSource.CacheCoalesced,
+            };
+            return new SourceResult(head, body);
+        }
+        finally
+        {
+            if (body is null)
+            {
+                fill.Unpin();
+            }
+        }
+    }
+
+    /// <summary>Relays a file that is larger than the whole cache straight from the upstream.</summary>
+    private async ValueTask<SourceResult> PassThroughAsync(SafeName name, GetRequest request, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _counters.PassThrough);
+        Interlocked.Increment(ref _counters.UpstreamFetches);
+        FileClient? client = null;
+        try
+        {
+            client = await _upstream.RentAsync(cancellationToken);
+            var response = await client.GetAsync(request with { Name = name.Value }, cancellationToken);
+            if (!response.Head.IsOk)
+            {
+                await _upstream.ReturnAsync(client);
+                return Relay(response.Head);
+            }
+            var head = response.Head with { Source = ResponseSource.PassThrough };
+            return new SourceResult(head, new UpstreamStreamBody(_upstream, client, response));
+        }
+        catch (UpstreamException e)
+        {
+            if (client is not null)
+            {
+                await client.DisposeAsync();
+            }
+            return Unreachable(name, e);
+        }
+    }
+
+    /// <summary>Fetches a whole file from the upstream into a temporary file, verifies its length and digest, and
+    /// commits it. Whatever happens, the fill leaves the index and the temporary file is gone or committed.</summary>
+    private async Task RunFillAsync(Fill fill)
+    {
+        await Task.Yield();
+        var token = _shutdown.Token;
+        var tempPath = _store.NewTempPath(fill.Key);
+        FileClient? client = null;
+        var committed = false;
+        try
+        {
+            Interlocked.Increment(ref _counters.UpstreamFetches);
+            GetResponse response;
+            (client, response) = await RequestWholeFileAsync(fill.Name, token);
+            var head = response.Head;
+            if (!head.IsOk)
+            {
+                fill.Fail(Relay(head));
+                return;
+            }
+            var metadata = head.File!;
+            if (head.Offset != 0 || head.Length != metadata.Size)
+            {
+                throw new UpstreamException($"upstream answered a whole-file GET with range {head.Offset}+{head.Length} of {metadata.Size}");
+            }
+            if (metadata.Size > _options.MaxBytes)
+            {
+                _log.Information("{Name} ({Bytes} bytes) is larger than the cache; passing it through uncached", fill.Name, metadata.Size);
+                await response.DisposeAsync();
+                fill.PassThrough(head);
+                return;
+            }
+            MakeRoom(metadata.Size);
+
+            var handle = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite,
+                FileShare.ReadWrite | FileShare.Delete, FileOptions.None, preallocationSize: metadata.Size);
+            fill.Started(handle, head);
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var copied = await BodyCopier.CopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
+            Interlocked.Add(ref _counters.BytesFetched, copied);
+            await _upstream.ReturnAsync(client);
+            client = null;
+            if (copied != metadata.Size)
+            {
+                throw new UpstreamException($"upstream sent {copied} of {metadata.Size} bytes");
+            }
+            var digest = new ContentDigest(hash.GetHashAndReset());
+            if (digest != metadata.Digest)
+            {
+                _log.Error("{Name}: upstream bytes hash to {Actual}, it announced {Announced}; not caching", fill.Name, digest, metadata.Digest);
+                Interlocked.Increment(ref _counters.UpstreamFailures);
+                fill.Fail(ResponseHead.Error(StatusCode.UpstreamIntegrityError, "upstream sent bytes that do not match their digest"));
+                return;
+            }
+            if (_options.Fsync)
+            {
+                await Task.Run(() => FlushToDisk(handle), CancellationToken.None);
+            }
+            Commit(fill, tempPath, metadata);
+            committed = true;
+            fill.Complete();
+        }
+        catch (Exception e) when (e is UpstreamException or IOException or UnauthorizedAccessException or OperationCanceledException)
+        {
+            Interlocked.Increment(ref _counters.UpstreamFailures);
+            var reason = e is OperationCanceledException ? "proxy is shutting down" : e.Message;
+            _log.Warning("Fetching {Name} from the origin failed: {Reason}", fill.Name, reason);
+            fill.Fail(ResponseHead.Error(e is UpstreamException or OperationCanceledException ? StatusCode.UpstreamUnavailable : StatusCode.InternalError,
+                e is UpstreamException or OperationCanceledException ? $"origin fetch failed: {reason}" : "proxy cannot store the file; see its log"));
+        }
+        catch (Exception e)
+        {
+            _log.Error(e, "Fill of {Name} failed unexpectedly", fill.Name);
+            fill.Fail(ResponseHead.Error(StatusCode.InternalError, "internal error in the proxy; see its log"));
+        }
+        finally
+        {
+            if (client is not null)
+            {
+                await client.DisposeAsync();
+            }
+            lock (_lock)
+            {
+                if (_fills.TryGetValue(fill.Name.Value, out var current) && current == fill)
+                {
+                    _fills.Remove(fill.Name.Value);
+                }
+            }
+            if (!committed)
+            {
+                File.Delete(tempPath);
+            }
+            fill.Unpin();
+        }
+    }
+
+    /// <summary>Sends a whole-file GET, retrying once when a pooled connection turns out to be stale.</summary>
+    private async Task<(FileClient, GetResponse)> RequestWholeFileAsync(SafeName name, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var client = await _upstream.RentAsync(cancellationToken);
+            try
+            {
+                return (client, await client.GetAsync(new GetRequest(name.Value), cancellationToken));
+            }
+            catch (UpstreamException) when (attempt == 0)
+            {
+                await client.DisposeAsync();
+            }
+            catch
+            {
+                await client.DisposeAsync();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Moves a verified fill into the cache and the index, replacing an older version of the name.</summary>
+    private void Commit(Fill fill, string tempPath, FileMetadata metadata)
+    {
+        var record = new EntryRecord(fill.Name.Value, metadata, $"{fill.Key}.{Guid.NewGuid():N}.data",
+            DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        CacheEntry? replaced = null;
+        lock (DiskLock(fill.Key))
+        {
+            var dataPath = _store.Commit(fill.Key, tempPath, record);
+            var entry = new CacheEntry(fill.Name, fill.Key, metadata, dataPath, Environment.TickCount64);
+            lock (_lock)
+            {
+                if (_entries.TryGetValue(fill.Name.Value, out replaced))
+                {
+                    RemoveLocked(replaced);
+                }
+                _entries[fill.Name.Value] = entry;
+                _lru.AddFirst(entry.LruNode);
+                _bytesCached += metadata.Size;
+                _fills.Remove(fill.Name.Value);
+            }
+        }
+        if (replaced is not null)
+        {
+            DeleteIfUnread(replaced);
+        }
+        MakeRoom(0);
+    }
+
+    /// <summary>Evicts least recently used entries nobody is reading until <paramref name="incoming"/> more bytes
+    /// fit under the cap (or nothing more can go).</summary>
+    private void MakeRoom(long incoming)
+    {
+        List<CacheEntry> evicted = [];
+        lock (_lock)
+        {
+            var reserved = _fills.Values.Sum(f => f.Head.IsCompletedSuccessfully && f.Head.Result.IsOk && !f.TooLargeToCache ? f.Head.Result.File!.Size : 0);
+            var node = _lru.Last;
+            while (node is not null && _bytesCached + reserved + incoming > _options.MaxBytes)
+            {
+                var previous = node.Previous;
+                if (node.Value.Readers == 0)
+                {
+                    evicted.Add(node.Value);
+                    RemoveLocked(node.Value);
+                }
+                node = previous;
+            }
+        }
+        foreach (var entry in evicted)
+        {
+            Interlocked.Increment(ref _counters.Evictions);
+            _log.Debug("Evicted {Name} ({Bytes} bytes)", entry.Name, entry.File.Size);
+            DeleteIfUnread(entry);
+        }
+    }
+
+    private static void FlushToDisk(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    {
+        using var stream = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(handle.DangerousGetHandle(), ownsHandle: false),
+            FileAccess.ReadWrite, bufferSize: 0);
+        stream.Flush(flushToDisk: true);
+    }
+}

@@ -1,0 +1,83 @@
+using System.Diagnostics;
+using FileProxy.Protocol;
+using FileProxy.Proxy.Cache;
+
+namespace FileProxy.Proxy;
+
+public sealed partial class CacheSource
+{
+    public IEnumerable<KeyValuePair<string, long>> Counters
+    {
+        get
+        {
+            long entries, bytesCached, fills;
+            lock (_lock)
+            {
+                entries = _entries.Count;
+                bytesCached = _bytesCached;
+                fills = _fills.Count;
+            }
+            return
+            [
+                new("cache_hits", Interlocked.Read(ref _counters.Hits)),
+                new("cache_stale_hits", Interlocked.Read(ref _counters.StaleHits)),
+                new("cache_misses", Interlocked.Read(ref _counters.Misses)),
+                new("coalesced_requests", Interlocked.Read(ref _counters.Coalesced)),
+                new("pass_through", Interlocked.Read(ref _counters.PassThrough)),
+                new("upstream_fetches", Interlocked.Read(ref _counters.UpstreamFetches)),
+                new("upstream_failures", Interlocked.Read(ref _counters.UpstreamFailures)),
+                new("bytes_fetched", Interlocked.Read(ref _counters.BytesFetched)),
+                new("revalidations", Interlocked.Read(ref _counters.Revalidations)),
+                new("revalidations_changed", Interlocked.Read(ref _counters.RevalidationsChanged)),
+                new("evictions", Interlocked.Read(ref _counters.Evictions)),
+                new("purges", Interlocked.Read(ref _counters.Purges)),
+                new("fills_in_progress", fills),
+                new("entries", entries),
+                new("bytes_cached", bytesCached),
+                new("cache_max_bytes", _options.MaxBytes == long.MaxValue ? -1 : _options.MaxBytes),
+            ];
+        }
+    }
+
+    /// <summary>Rebuilds the index from the cache directory: oldest fetch is least recently used. Entries count as
+    /// validated when loaded' age is unknown, so each is revalidated on first use after a restart.</summary>
+    private void LoadIndex()
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var records = _store.Load();
+        var dueNow = Environment.TickCount64 - (long)Math.Min(_options.RevalidateAfter.TotalMilliseconds, Environment.TickCount64);
+        lock (_lock)
+        {
+            foreach (var (key, record, dataPath) in records.OrderByDescending(r => r.Record.FetchedUnixMs))
+            {
+                if (!SafeName.TryCreate(record.Name, out var name, out _))
+                {
+                    continue;
+                }
+                var entry = new CacheEntry(name, key, record.File, dataPath, dueNow);
+                _entries[name.Value] = entry;
+                _lru.AddLast(entry.LruNode);
+                _bytesCached += record.File.Size;
+            }
+        }
+        _log.Information("Cache {Directory}: {Entries} entries, {Bytes} bytes, loaded in {ElapsedMs} ms",
+            _store.Root, _entries.Count, _bytesCached, stopwatch.ElapsedMilliseconds);
+        MakeRoom(0);
+    }
+
+    private sealed class CounterSet
+    {
+        public long Hits;
+        public long StaleHits;
+        public long Misses;
+        public long Coalesced;
+        public long PassThrough;
+        public long UpstreamFetches;
+        public long UpstreamFailures;
+        public long BytesFetched;
+        public long Revalidations;
+        public long RevalidationsChanged;
+        public long Evictions;
+        public long Purges;
+    }
+}

@@ -1,0 +1,350 @@
+using FileProxy.Protocol;
+using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Server;
+using FileProxy.Protocol.Wire;
+using FileProxy.Proxy.Cache;
+using Serilog;
+
+namespace FileProxy.Proxy;
+
+/// <summary>
+/// The proxy's file source: serves committed entries from the cache directory, and on a miss runs exactly one
+/// upstream fetch per name (<see cref="Fill"/>) that every concurrent request reads while it is written.
+/// </summary>
+public sealed partial class CacheSource : IFileSource, IAsyncDisposable
+{
+    private readonly CacheOptions _options;
+    private readonly FileClientPool _upstream;
+    private readonly CacheStore _store;
+    private readonly ILogger _log;
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, CacheEntry> _entries = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Fill> _fills = new(StringComparer.Ordinal);
+    private readonly LinkedList<CacheEntry> _lru = new(); // most recently used first
+    private readonly HashSet<Task> _runningFills = [];
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly CounterSet _counters = new();
+    private readonly object[] _diskLocks = [.. Enumerable.Range(0, 64).Select(_ => new object())];
+    private long _bytesCached;
+    private int _disposed;
+
+    public CacheSource(CacheOptions options, FileClientPool upstream, ILogger? log = null)
+    {
+        _options = options;
+        _upstream = upstream;
+        _log = (log ?? Log.Logger).ForContext<CacheSource>();
+        _store = new CacheStore(options.Directory, options.Fsync, _log);
+        LoadIndex();
+    }
+
+    public string Role => "proxy";
+
+    public string CacheDirectory => _store.Root;
+
+    public async ValueTask<SourceResult> GetAsync(SafeName name, GetRequest request, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; attempt < 4; attempt++)
+        {
+            var (entry, error, stale) = await FreshEntryAsync(name, cancellationToken);
+            if (error is not null)
+            {
+                return error;
+            }
+            if (entry is not null)
+            {
+                if (request.IfVersion.Length > 0 && request.IfVersion != entry.File.Version)
+                {
+                    return VersionMismatch(entry.File, request);
+                }
+                if (!ByteRange.TryResolve(request.Offset, request.Length, entry.File.Size, out var range))
+                {
+                    return ByteRange.NotSatisfiable(request.Offset, entry.File.Size);
+                }
+                var file = OpenEntry(entry);
+                if (file is null)
+                {
+                    continue; // evicted or replaced in between: look again
+                }
+                Interlocked.Increment(ref stale ? ref _counters.StaleHits : ref _counters.Hits);
+                var head = new ResponseHead(StatusCode.Ok, "")
+                {
+                    File = entry.File,
+                    Offset = range.Offset,
+                    Length = range.Length,
+                    Source = stale ? ResponseSource.StaleHit : ResponseSource.CacheHit,
+                };
+                return new SourceResult(head, new CachedFileBody(file, range.Offset, range.Length, () => Release(entry)));
+            }
+            var (fill, started) = JoinOrStartFill(name);
+            if (fill is not null)
+            {
+                return await ReadFillAsync(fill, started, request, cancellationToken);
+            }
+        }
+        return ResponseHead.Error(StatusCode.Busy, $"'{name}' keeps changing in the cache; try again");
+    }
+
+    public async ValueTask<ResponseHead> StatAsync(SafeName name, CancellationToken cancellationToken)
+    {
+        var (entry, error, stale) = await FreshEntryAsync(name, cancellationToken);
+        if (error is not null)
+        {
+            return error;
+        }
+        if (entry is not null)
+        {
+            return new ResponseHead(StatusCode.Ok, "") { File = entry.File, Source = stale ? ResponseSource.StaleHit : ResponseSource.CacheHit };
+        }
+        try
+        {
+            var head = await _upstream.RunAsync(client => client.StatAsync(name.Value, cancellationToken), cancellationToken);
+            return head.IsOk ? head with { Source = ResponseSource.Origin } : Relay(head);
+        }
+        catch (UpstreamException e)
+        {
+            return Unreachable(name, e);
+        }
+    }
+
+    public ValueTask<ResponseHead> PurgeAsync(SafeName name, CancellationToken cancellationToken)
+    {
+        if (!_options.AllowPurge)
+        {
+            return ValueTask.FromResult(ResponseHead.Error(StatusCode.Forbidden,
+                "purge is disabled on this proxy (start it with --allow-purge)"));
+        }
+        CacheEntry? entry;
+        lock (_lock)
+        {
+            if (_entries.TryGetValue(name.Value, out entry))
+            {
+                RemoveLocked(entry);
+            }
+        }
+        if (entry is null)
+        {
+            return ValueTask.FromResult(ResponseHead.Error(StatusCode.NotFound, $"'{name}' is not cached"));
+        }
+        Interlocked.Increment(ref _counters.Purges);
+        DeleteIfUnread(entry);
+        _log.Information("Purged {Name}", name);
+        return ValueTask.FromResult(new ResponseHead(StatusCode.Ok, $"purged '{name}' ({entry.File.Size} bytes)"));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        await _shutdown.CancelAsync();
+        Task[] fills;
+        lock (_lock)
+        {
+            fills = [.. _runningFills];
+        }
+        await Task.WhenAll(fills);
+        await _upstream.DisposeAsync();
+        _shutdown.Dispose();
+    }
+
+    /// <summary>
+    /// The entry to serve for <paramref name="name"/>, revalidated with the origin when due; null entry and null
+    /// error mean "not cached". A changed or vanished file is dropped here.
+    /// </summary>
+    private async ValueTask<(CacheEntry? Entry, ResponseHead? Error, bool Stale)> FreshEntryAsync(SafeName name, CancellationToken cancellationToken)
+    {
+        Task<Revalidation> revalidating;
+        CacheEntry entry;
+        lock (_lock)
+        {
+            if (!_entries.TryGetValue(name.Value, out entry!))
+            {
+                return (null, null, false);
+            }
+            if (Environment.TickCount64 - entry.ValidatedAt < _options.RevalidateAfter.TotalMilliseconds)
+            {
+                return (entry, null, entry.Stale);
+            }
+            revalidating = entry.Revalidating ??= RevalidateAsync(entry);
+        }
+        var result = await revalidating.WaitAsync(cancellationToken);
+        return result.Outcome switch
+        {
+            RevalidationOutcome.Unchanged => (entry, null, false),
+            RevalidationOutcome.Changed => (null, null, false),
+            RevalidationOutcome.Gone or RevalidationOutcome.Refused => (null, result.Head, false),
+            _ when _options.ServeStaleOnError => (entry, null, true),
+            _ => (null, ResponseHead.Error(StatusCode.UpstreamUnavailable, $"origin unreachable: {result.Reason}"), false),
+        };
+    }
+
+    private async Task<Revalidation> RevalidateAsync(CacheEntry entry)
+    {
+        await Task.Yield();
+        Interlocked.Increment(ref _counters.Revalidations);
+        Revalidation result;
+        try
+        {
+            var head = await _upstream.RunAsync(client => client.StatAsync(entry.Name.Value, _shutdown.Token), _shutdown.Token);
+            result = head.Status switch
+            {
+                StatusCode.Ok when head.File!.Version == entry.File.Version && head.File.Digest == entry.File.Digest =>
+                    new Revalidation(RevalidationOutcome.Unchanged),
+                StatusCode.Ok => new Revalidation(RevalidationOutcome.Changed),
+                StatusCode.NotFound => new Revalidation(RevalidationOutcome.Gone, Relay(head)),
+                StatusCode.UpstreamUnavailable or StatusCode.Busy or StatusCode.InternalError =>
+                    new Revalidation(RevalidationOutcome.Unreachable, Reason: $"{head.Status}: {head.Message}"),
+                _ => new Revalidation(RevalidationOutcome.Refused, Relay(head)),
+            };
+        }
+        catch (Exception e) when (e is UpstreamException or OperationCanceledException)
+        {
+            result = new Revalidation(RevalidationOutcome.Unreachable, Reason: e.Message);
+        }
+        var drop = false;
+        lock (_lock)
+        {
+            entry.Revalidating = null;
+            switch (result.Outcome)
+            {
+                case RevalidationOutcome.Unchanged:
+                    entry.ValidatedAt = Environment.TickCount64;
+                    entry.Stale = false;
+                    break;
+                case RevalidationOutcome.Unreachable:
+                    // Ask again after a short pause rather than on every request while the origin is down.
+                    entry.ValidatedAt = Environment.TickCount64 - (long)_options.RevalidateAfter.TotalMilliseconds
+                        + (long)Math.Min(_options.RevalidateAfter.TotalMilliseconds, 5000);
+                    entry.Stale = true;
+                    break;
+                default:
+                    if (_entries.TryGetValue(entry.Name.Value, out var current) && current == entry)
+                    {
+                        RemoveLocked(entry);
+                        drop = true;
+                    }
+                    break;
+            }
+        }
+        switch (result.Outcome)
+        {
+            case RevalidationOutcome.Changed:
+                Interlocked.Increment(ref _counters.RevalidationsChanged);
+                _log.Information("{Name} changed at the origin; fetching the new version", entry.Name);
+                break;
+            case RevalidationOutcome.Gone:
+                _log.Information("{Name} is gone from the origin; dropped from the cache", entry.Name);
+                break;
+            case RevalidationOutcome.Unreachable when _options.ServeStaleOnError:
+                _log.Warning("Origin unreachable while revalidating {Name} ({Reason}); serving the cached copy, which may be stale",
+                    entry.Name, result.Reason);
+                break;
+        }
+        if (drop)
+        {
+            DeleteIfUnread(entry);
+        }
+        return result;
+    }
+
+    /// <summary>Opens a committed entry's file for one response, or null when it left the index meanwhile.</summary>
+    private FileStream? OpenEntry(CacheEntry entry)
+    {
+        lock (_lock)
+        {
+            if (entry.Removed)
+            {
+                return null;
+            }
+            entry.Readers++;
+            _lru.Remove(entry.LruNode);
+            _lru.AddFirst(entry.LruNode);
+        }
+        try
+        {
+            return FileRegionBody.OpenShared(entry.DataPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.Error(e, "Cached file {Path} for {Name} cannot be opened; dropping the entry", entry.DataPath, entry.Name);
+            lock (_lock)
+            {
+                if (!entry.Removed)
+                {
+                    RemoveLocked(entry);
+                }
+            }
+            Release(entry);
+            return null;
+        }
+    }
+
+    private void Release(CacheEntry entry)
+    {
+        lock (_lock)
+        {
+            entry.Readers--;
+        }
+        DeleteIfUnread(entry);
+    }
+
+    /// <summary>Deletes a removed entry's files once nobody reads them. Its metadata goes too unless a newer entry
+    /// for the same name has taken its place.</summary>
+    private void DeleteIfUnread(CacheEntry entry)
+    {
+        lock (_lock)
+        {
+            if (!entry.Removed || entry.Readers > 0)
+            {
+                return;
+            }
+            entry.Readers = -1; // deleted: never again
+        }
+        lock (DiskLock(entry.Key))
+        {
+            bool replaced;
+            lock (_lock)
+            {
+                replaced = _entries.ContainsKey(entry.Name.Value);
+            }
+            if (replaced)
+            {
+                _store.DeleteData(entry.DataPath);
+            }
+            else
+            {
+                _store.Delete(entry.Key, entry.DataPath);
+            }
+        }
+    }
+
+    /// <summary>Serializes the disk changes of one key (commit, delete) so that metadata of a newer entry is never
+    /// deleted for an older one.</summary>
+    private object DiskLock(string key) => _diskLocks[Convert.ToInt32(key[..2], 16) % _diskLocks.Length];
+
+    /// <summary>Takes an entry out of the index. Call under the lock.</summary>
+    private void RemoveLocked(CacheEntry entry)
+    {
+        entry.Removed = true;
+        if (_entries.TryGetValue(entry.Name.Value, out var current) && current == entry)
+        {
+            _entries.Remove(entry.Name.Value);
+        }
+        _lru.Remove(entry.LruNode);
+        _bytesCached -= entry.File.Size;
+    }
+
+    private static ResponseHead VersionMismatch(FileMetadata file, GetRequest request) =>
+        ResponseHead.Error(StatusCode.VersionMismatch, $"file changed: version is {file.Version}, request asked for {request.IfVersion}");
+
+    /// <summary>An upstream's error answer, passed on with its status and a note of where it came from.</summary>
+    private static ResponseHead Relay(ResponseHead head) => ResponseHead.Error(head.Status, $"origin: {head.Message}");
+
+    private ResponseHead Unreachable(SafeName name, Exception e)
+    {
+        Interlocked.Increment(ref _counters.UpstreamFailures);
+        _log.Warning("Origin unreachable for {Name}: {Reason}", name, e.Message);
+        return ResponseHead.Error(StatusCode.UpstreamUnavailable, $"origin unreachable: {e.Message}");
+    }
+}

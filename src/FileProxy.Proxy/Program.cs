@@ -1,0 +1,106 @@
+using System.CommandLine;
+using System.Net;
+using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Hosting;
+using FileProxy.Protocol.Server;
+using FileProxy.Proxy;
+using FileProxy.Proxy.Cache;
+using Serilog;
+
+var upstreamHostArgument = new Argument<string?>("UPSTREAM_HOST") { Description = "Origin server's host (default 127.0.0.1)", Arity = ArgumentArity.ZeroOrOne };
+var upstreamPortArgument = CommandLine.PortArgument("UPSTREAM_PORT", "Origin server's port (default 5010)");
+upstreamPortArgument.Arity = ArgumentArity.ZeroOrOne;
+var listenPortArgument = CommandLine.PortArgument("LISTEN_PORT", "Port to listen on (default 5000)");
+listenPortArgument.Arity = ArgumentArity.ZeroOrOne;
+var upstreamHost = new Option<string?>("--upstream-host") { Description = "Same as UPSTREAM_HOST" };
+var upstreamPort = CommandLine.PortOption("--upstream-port", "Same as UPSTREAM_PORT", 5010);
+var port = CommandLine.PortOption("--port", "Same as LISTEN_PORT", ProxyServer.DefaultPort);
+var listen = CommandLine.ListenAddressOption();
+var cacheDir = new Option<DirectoryInfo>("--cache-dir")
+{
+    Description = "Cache directory (created if missing)",
+    DefaultValueFactory = _ => new DirectoryInfo("cache"),
+};
+var maxSize = CommandLine.SizeOption("--cache-max-size", "Most bytes to keep cached, e.g. 512MiB, 10GiB, 1TB (default: no limit); least recently used files go first");
+var revalidate = CommandLine.DurationOption("--revalidate-after",
+    "Ask the origin whether a cached file changed once it is older than this (0s: on every request)", TimeSpan.FromMinutes(1));
+var serveStale = new Option<bool>("--serve-stale-on-error")
+{
+    Description = "Serve the cached copy, with a warning, when the origin cannot be reached to revalidate it",
+    DefaultValueFactory = _ => true,
+};
+var allowPurge = new Option<bool>("--allow-purge") { Description = "Let clients remove cache entries with 'client purge'" };
+var noFsync = new Option<bool>("--no-fsync") { Description = "Skip fsync before committing entries (faster; a power cut may then lose recent entries)" };
+var maxConnections = new Option<int>("--max-connections") { Description = "Connections served at once; more are answered Busy", DefaultValueFactory = _ => 4096 };
+var drain = CommandLine.DurationOption("--drain-timeout", "On Ctrl+C/SIGTERM, how long running transfers may finish", TimeSpan.FromSeconds(10));
+var mptcp = new Option<bool>("--mptcp") { Description = "Listen on a Linux MPTCP socket" };
+var upstreamMptcp = new Option<bool>("--upstream-mptcp") { Description = "Connect to the origin with a Linux MPTCP socket" };
+var logLevel = CommandLine.LogLevelOption();
+
+var command = new RootCommand("FileProxy caching proxy: serves files from its cache directory and fetches misses from the origin, once per file however many clients ask.")
+{
+    upstreamHostArgument, upstreamPortArgument, listenPortArgument,
+    upstreamHost, upstreamPort, port, listen, cacheDir, maxSize, revalidate, serveStale, allowPurge, noFsync,
+    maxConnections, drain, mptcp, upstreamMptcp, logLevel,
+};
+command.Validators.Add(result =>
+{
+    if (result.GetResult(upstreamHostArgument) is { Tokens.Count: > 0 } && result.GetResult(upstreamHost) is not null)
+    {
+        result.AddError("give the upstream host either as UPSTREAM_HOST or as --upstream-host, not both");
+    }
+    if (result.GetResult(upstreamPortArgument) is { Tokens.Count: > 0 } && result.GetResult(upstreamPort) is { Implicit: false })
+    {
+        result.AddError("give the upstream port either as UPSTREAM_PORT or as --upstream-port, not both");
+    }
+    if (result.GetResult(listenPortArgument) is { Tokens.Count: > 0 } && result.GetResult(port) is { Implicit: false })
+    {
+        result.AddError("give the listening port either as LISTEN_PORT or as --port, not both");
+    }
+});
+command.SetAction(async (parse, cancellationToken) =>
+{
+    CommandLine.ConfigureLogging(parse.GetValue(logLevel));
+    try
+    {
+        var host = parse.GetValue(upstreamHostArgument) ?? parse.GetValue(upstreamHost) ?? "127.0.0.1";
+        var originPort = parse.GetResult(upstreamPortArgument) is { Tokens.Count: > 0 } ? parse.GetValue(upstreamPortArgument) : parse.GetValue(upstreamPort);
+        var listenPort = parse.GetResult(listenPortArgument) is { Tokens.Count: > 0 } ? parse.GetValue(listenPortArgument) : parse.GetValue(port);
+        var cache = new CacheOptions
+        {
+            Directory = parse.GetValue(cacheDir)!.FullName,
+            MaxBytes = parse.GetResult(maxSize) is null ? long.MaxValue : parse.GetValue(maxSize),
+            RevalidateAfter = parse.GetValue(revalidate),
+            ServeStaleOnError = parse.GetValue(serveStale),
+            AllowPurge = parse.GetValue(allowPurge),
+            Fsync = !parse.GetValue(noFsync),
+        };
+        var serverOptions = new ProtocolServerOptions
+        {
+            EndPoint = new IPEndPoint(parse.GetValue(listen)!, listenPort),
+            MaxConnections = parse.GetValue(maxConnections),
+            DrainTimeout = parse.GetValue(drain),
+            Mptcp = parse.GetValue(mptcp),
+        };
+        Log.Information("Upstream {Host}:{Port}", host, originPort);
+        var (server, source) = ProxyServer.Create(host, originPort, cache, serverOptions, new FileClientOptions { Mptcp = parse.GetValue(upstreamMptcp) });
+        await using (source)
+        await using (server)
+        {
+            server.Start();
+            await Task.Delay(Timeout.Infinite, cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            await server.StopAsync();
+        }
+        return 0;
+    }
+    catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+    {
+        Log.Fatal("Cannot start: {Reason}", e.Message);
+        return 1;
+    }
+    finally
+    {
+        await Log.CloseAndFlushAsync();
+    }
+});
+return await CommandLine.RunAsync(command, args);

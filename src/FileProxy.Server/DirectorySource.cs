@@ -1,0 +1,216 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using FileProxy.Protocol;
+using FileProxy.Protocol.Native;
+using FileProxy.Protocol.Server;
+using FileProxy.Protocol.Wire;
+using Serilog;
+
+namespace FileProxy.Server;
+
+/// <summary>
+/// Serves the regular files under a root directory. A name that resolves (through symlinks) outside the root is
+/// refused. Digests are computed once per file version and remembered; files being hashed by one request are not
+/// hashed again by another.
+/// </summary>
+public sealed class DirectorySource : IFileSource
+{
+    private const int MaxRememberedDigests = 100_000;
+    private const int HashBufferBytes = 1024 * 1024;
+
+    private readonly ConcurrentDictionary<string, Lazy<Task<ContentDigest>>> _digests = new(StringComparer.Ordinal);
+    private readonly ILogger _log;
+    private long _digestsComputed;
+    private long _bytesHashed;
+
+    public DirectorySource(string root, ILogger? log = null)
+    {
+        Root = Path.TrimEndingDirectorySeparator(
+            new DirectoryInfo(root).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(root));
+        if (!Directory.Exists(Root))
+        {
+            throw new DirectoryNotFoundException($"root directory '{Root}' does not exist");
+        }
+        _log = (log ?? Log.Logger).ForContext<DirectorySource>();
+    }
+
+    /// <summary>The absolute root, with symlinks resolved.</summary>
+    public string Root { get; }
+
+    public string Role => "server";
+
+    public IEnumerable<KeyValuePair<string, long>> Counters =>
+    [
+        new("digests_computed", Interlocked.Read(ref _digestsComputed)),
+        new("bytes_hashed", Interlocked.Read(ref _bytesHashed)),
+    ];
+
+    public async ValueTask<SourceResult> GetAsync(SafeName name, GetRequest request, CancellationToken cancellationToken)
+    {
+        var (head, file) = await OpenAsync(name, cancellationToken);
+        if (file is null)
+        {
+            return head;
+        }
+        var metadata = head.File!;
+        if (request.IfVersion.Length > 0 && request.IfVersion != metadata.Version)
+        {
+            await file.DisposeAsync();
+            return ResponseHead.Error(StatusCode.VersionMismatch,
+                $"file changed: version is {metadata.Version}, request asked for {request.IfVersion}");
+        }
+        if (!ByteRange.TryResolve(request.Offset, request.Length, metadata.Size, out var range))
+        {
+            await file.DisposeAsync();
+            return ByteRange.NotSatisfiable(request.Offset, metadata.Size);
+        }
+        return new SourceResult(head with { Offset = range.Offset, Length = range.Length },
+            new FileRegionBody(file, range.Offset, range.Length));
+    }
+
+    public async ValueTask<ResponseHead> StatAsync(SafeName name, CancellationToken cancellationToken)
+    {
+        var (head, file) = await OpenAsync(name, cancellationToken);
+        if (file is not null)
+        {
+            await file.DisposeAsync();
+        }
+        return head;
+    }
+
+    public ValueTask<ResponseHead> PurgeAsync(SafeName name, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(ResponseHead.Error(StatusCode.NotSupported, "this is an origin server; it has no cache to purge"));
+
+    /// <summary>Opens a file under the root with its metadata, or says why not.</summary>
+    private async ValueTask<(ResponseHead Head, FileStream? File)> OpenAsync(SafeName name, CancellationToken cancellationToken)
+    {
+        var path = Path.Join(Root, name.RelativePath);
+        var error = Posix.TryStat(path, out var status);
+        if (error != 0)
+        {
+            return (error == 13 // EACCES
+                ? ResponseHead.Error(StatusCode.Forbidden, $"'{name}': permission denied")
+                : ResponseHead.Error(StatusCode.NotFound, $"'{name}' not found"), null);
+        }
+        if (!status.IsRegularFile)
+        {
+            return (ResponseHead.Error(StatusCode.NotFound,
+                status.IsDirectory ? $"'{name}' is a directory" : $"'{name}' is not a regular file"), null);
+        }
+
+        FileStream file;
+        try
+        {
+            file = FileRegionBody.OpenShared(path);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return (ResponseHead.Error(StatusCode.NotFound, $"'{name}' not found"), null);
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return (ResponseHead.Error(StatusCode.Forbidden, $"'{name}': permission denied"), null);
+        }
+
+        try
+        {
+            // Check what was opened, not the name: a symlink swapped in between cannot lead outside the root.
+            var opened = Posix.OpenedPath(file.SafeFileHandle);
+            if (opened is null || !opened.StartsWith(Root + "/", StringComparison.Ordinal))
+            {
+                _log.Warning("Refused {Name}: resolves to {Target}, outside the root", name, opened);
+                await file.DisposeAsync();
+                return (ResponseHead.Error(StatusCode.Forbidden, $"'{name}' resolves outside the served directory"), null);
+            }
+            for (var attempt = 0; ; attempt++)
+            {
+                Check(Posix.TryStat(file.SafeFileHandle, out status));
+                var digest = await DigestAsync(opened, file, status, cancellationToken);
+                Check(Posix.TryStat(file.SafeFileHandle, out var after));
+                if (after.VersionTag == status.VersionTag)
+                {
+                    var metadata = new FileMetadata(status.Size, status.VersionTag, digest);
+                    return (new ResponseHead(StatusCode.Ok, "") { File = metadata, Length = 0, Source = ResponseSource.Origin }, file);
+                }
+                if (attempt == 2)
+                {
+                    await file.DisposeAsync();
+                    return (ResponseHead.Error(StatusCode.Busy, $"'{name}' is being written; try again later"), null);
+                }
+            }
+        }
+        catch
+        {
+            await file.DisposeAsync();
+            throw;
+        }
+    }
+
+    private Task<ContentDigest> DigestAsync(string path, FileStream file, Posix.FileStatus status, CancellationToken cancellationToken)
+    {
+        var key = path + "\n" + status.VersionTag;
+        if (_digests.TryGetValue(key, out var known))
+        {
+            return known.Value;
+        }
+        if (_digests.Count >= MaxRememberedDigests)
+        {
+            _digests.Clear();
+        }
+        var lazy = _digests.GetOrAdd(key, _ => new Lazy<Task<ContentDigest>>(() => HashAsync(file, status.Size)));
+        return WaitOrForgetAsync(key, lazy, cancellationToken);
+    }
+
+    private async Task<ContentDigest> WaitOrForgetAsync(string key, Lazy<Task<ContentDigest>> lazy, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await lazy.Value.WaitAsync(cancellationToken);
+        }
+        catch when (lazy.Value.IsFaulted)
+        {
+            _digests.TryRemove(new(key, lazy));
+            throw;
+        }
+    }
+
+    private async Task<ContentDigest> HashAsync(FileStream file, long size)
+    {
+        // Hash through a handle of our own on the same inode (reopened through /proc, before the first await, while
+        // the requester's handle is surely open): that handle may be closed while others still wait on us.
+        using var handle = File.OpenHandle($"/proc/self/fd/{file.SafeFileHandle.DangerousGetHandle()}", FileMode.Open,
+            FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.SequentialScan);
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = ArrayPool<byte>.Shared.Rent(HashBufferBytes);
+        try
+        {
+            long offset = 0;
+            int read;
+            while ((read = await RandomAccess.ReadAsync(handle, buffer, offset)) > 0)
+            {
+                hash.AppendData(buffer, 0, read);
+                offset += read;
+            }
+            if (offset != size)
+            {
+                throw new IOException($"file is {offset} bytes, expected {size}: it changed while being hashed");
+            }
+            Interlocked.Increment(ref _digestsComputed);
+            Interlocked.Add(ref _bytesHashed, offset);
+            return new ContentDigest(hash.GetHashAndReset());
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static void Check(int errno)
+    {
+        if (errno != 0)
+        {
+            throw new IOException($"statx failed with errno {errno}");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+using System.CommandLine;
+using System.Net;
+using FileProxy.Protocol.Hosting;
+using FileProxy.Protocol.Server;
+using FileProxy.Server;
+using Serilog;
+
+var root = new Option<DirectoryInfo>("--root")
+{
+    Description = "Directory whose files are served (default: the current directory)",
+    DefaultValueFactory = _ => new DirectoryInfo(Directory.GetCurrentDirectory()),
+};
+var port = CommandLine.PortOption("--port", "TCP port to listen on", OriginServer.DefaultPort);
+var listen = CommandLine.ListenAddressOption();
+var maxConnections = new Option<int>("--max-connections")
+{
+    Description = "Connections served at once; more are answered Busy",
+    DefaultValueFactory = _ => 4096,
+};
+var drain = CommandLine.DurationOption("--drain-timeout", "On Ctrl+C/SIGTERM, how long running transfers may finish", TimeSpan.FromSeconds(10));
+var mptcp = new Option<bool>("--mptcp") { Description = "Listen on a Linux MPTCP socket (TCP clients still connect)" };
+var logLevel = CommandLine.LogLevelOption();
+
+var command = new RootCommand("FileProxy origin server: serves the files under a directory over the FileProxy protocol.")
+{
+    root, port, listen, maxConnections, drain, mptcp, logLevel,
+};
+command.SetAction(async (parse, cancellationToken) =>
+{
+    CommandLine.ConfigureLogging(parse.GetValue(logLevel));
+    try
+    {
+        var options = new ProtocolServerOptions
+        {
+            EndPoint = new IPEndPoint(parse.GetValue(listen)!, parse.GetValue(port)),
+            MaxConnections = parse.GetValue(maxConnections),
+            DrainTimeout = parse.GetValue(drain),
+            Mptcp = parse.GetValue(mptcp),
+        };
+        await using var server = OriginServer.Create(parse.GetValue(root)!.FullName, options);
+        server.Start();
+        await Task.Delay(Timeout.Infinite, cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+        await server.StopAsync();
+        return 0;
+    }
+    catch (Exception e) when (e is DirectoryNotFoundException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+    {
+        Log.Fatal("Cannot start: {Reason}", e.Message);
+        return 1;
+    }
+    finally
+    {
+        await Log.CloseAndFlushAsync();
+    }
+});
+return await CommandLine.RunAsync(command, args);
