@@ -28,12 +28,11 @@ public static partial class Units
             "TIB" => 1L << 40,
             _ => -1m,
         };
-        var value = number * multiplier;
-        if (multiplier < 0 || value < 0 || value > long.MaxValue)
+        if (multiplier < 0 || number > long.MaxValue / multiplier)
         {
             return false;
         }
-        bytes = (long)value;
+        bytes = (long)(number * multiplier);
         return true;
     }
 

@@ -31,6 +31,10 @@ public static class WireCodec
                 WriteName(ref writer, get.Name);
                 writer.U64(get.Offset);
                 writer.U64(get.Length);
+                if (System.Text.Encoding.UTF8.GetByteCount(get.IfVersion) > ProtocolLimits.MaxVersionBytes)
+                {
+                    throw new ArgumentException($"if-version is longer than {ProtocolLimits.MaxVersionBytes} bytes", nameof(request));
+                }
                 writer.String16(get.IfVersion, ProtocolLimits.MaxVersionBytes);
                 break;
             case StatRequest stat:
@@ -118,7 +122,7 @@ public static class WireCodec
                     var offset = ReadLength(ref reader, "offset");
                     var length = ReadLength(ref reader, "length");
                     head = head with { File = file, Offset = offset, Length = length, Source = (ResponseSource)reader.U8() };
-                    if (offset + length > file.Size)
+                    if (offset > file.Size || length > file.Size - offset)
                     {
                         throw new ProtocolException($"response range {offset}+{length} exceeds file size {file.Size}");
                     }
@@ -207,6 +211,10 @@ public static class WireCodec
     private static KeyValuePair<string, long>[] ReadCounters(ref WireReader reader)
     {
         var count = reader.U16();
+        if (count > reader.Remaining / 10) // each counter takes at least 2 + 8 bytes
+        {
+            throw new ProtocolException($"STATS response claims {count} counters in {reader.Remaining} bytes");
+        }
         var counters = new KeyValuePair<string, long>[count];
         for (var i = 0; i < count; i++)
         {

@@ -1,0 +1,45 @@
+using FileProxy.Protocol.Wire;
+
+namespace FileProxy.Protocol.Tests.Wire;
+
+/// <summary>Valid messages of every kind, keyed by a readable name so theories list them one per case.</summary>
+internal static class Samples
+{
+    public static readonly ContentDigest Digest = ContentDigest.Of("hello, world"u8);
+
+    public static readonly FileMetadata File = new(1_000_000, "v1-5f3a", Digest);
+
+    public static IReadOnlyDictionary<string, Request> Requests { get; } = new Dictionary<string, Request>
+    {
+        ["GET with defaults"] = new GetRequest("data.bin"),
+        ["GET with range and if-version"] = new GetRequest("dir/data.bin", 4096, 65536, "v1-5f3a"),
+        ["GET with non-ASCII name"] = new GetRequest("日本語/ファイル.bin", 1, 2, "é"),
+        ["STAT"] = new StatRequest("dir/file.txt"),
+        ["STATS"] = new StatsRequest(),
+        ["PURGE"] = new PurgeRequest("dir/file.txt"),
+    };
+
+    public static IReadOnlyDictionary<string, (Opcode RequestOpcode, ResponseHead Head)> Responses { get; } =
+        new Dictionary<string, (Opcode, ResponseHead)>
+        {
+            ["GET Ok"] = (Opcode.Get, new ResponseHead(StatusCode.Ok, "")
+            {
+                File = File, Offset = 4096, Length = 65536, Source = ResponseSource.CacheHit,
+            }),
+            ["STAT Ok"] = (Opcode.Stat, new ResponseHead(StatusCode.Ok, "") { File = File, Source = ResponseSource.Origin }),
+            ["STATS Ok"] = (Opcode.Stats, new ResponseHead(StatusCode.Ok, "proxy")
+            {
+                Counters = [new("requests", 42), new("bytes_served", 1L << 40)],
+            }),
+            ["PURGE Ok"] = (Opcode.Purge, new ResponseHead(StatusCode.Ok, "purged")),
+            ["GET NotFound"] = (Opcode.Get, ResponseHead.Error(StatusCode.NotFound, "no such file: données.bin")),
+            ["unknown opcode BadRequest"] = ((Opcode)0x42, ResponseHead.Error(StatusCode.BadRequest, "unknown opcode 0x42")),
+        };
+
+    public static TheoryData<string> RequestNames => new(Requests.Keys);
+
+    /// <summary>Requests whose payload has at least one byte.</summary>
+    public static TheoryData<string> NonEmptyRequestNames => new(Requests.Where(r => r.Value is not StatsRequest).Select(r => r.Key));
+
+    public static TheoryData<string> ResponseNames => new(Responses.Keys);
+}
