@@ -35,12 +35,18 @@ internal static class Download
         var directory = Path.GetDirectoryName(Path.GetFullPath(outputPath))!;
         var temporary = Path.Join(directory, $".{Path.GetFileName(outputPath)}.{Guid.NewGuid():N}.part");
         var whole = head.Offset == 0 && head.Length == head.File!.Size;
+        var free = new DriveInfo(directory).AvailableFreeSpace;
+        if (free < head.Length)
+        {
+            return new DownloadResult(ExitCodes.LocalIoError,
+                $"not enough disk space for {outputPath}: {head.Length} bytes needed, {free} free") { Head = head };
+        }
         try
         {
             using var hash = whole ? IncrementalHash.CreateHash(HashAlgorithmName.SHA256) : null;
             long copied;
             using (var file = File.OpenHandle(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None,
-                       FileOptions.None, preallocationSize: head.Length))
+                       FileOptions.None))
             {
                 copied = await BodyCopier.CopyToFileAsync(response, file, 0, hash, null, cancellationToken);
             }

@@ -141,9 +141,12 @@ public sealed partial class CacheSource
             {
                 throw new UpstreamException($"upstream answered a whole-file GET with range {head.Offset}+{head.Length} of {metadata.Size}");
             }
-            if (metadata.Size > _options.MaxBytes)
+            var free = new DriveInfo(_store.Root).AvailableFreeSpace;
+            if (metadata.Size > _options.MaxBytes || metadata.Size > free)
             {
-                _log.Information("{Name} ({Bytes} bytes) is larger than the cache; passing it through uncached", fill.Name, metadata.Size);
+                _log.Write(metadata.Size > _options.MaxBytes ? Serilog.Events.LogEventLevel.Information : Serilog.Events.LogEventLevel.Warning,
+                    "{Name} ({Bytes} bytes) does not fit (cache cap {MaxBytes}, disk free {FreeBytes}); passing it through uncached",
+                    fill.Name, metadata.Size, _options.MaxBytes, free);
                 await response.DisposeAsync();
                 fill.PassThrough(head);
                 return;
@@ -151,7 +154,7 @@ public sealed partial class CacheSource
             MakeRoom(metadata.Size);
 
             var handle = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite,
-                FileShare.ReadWrite | FileShare.Delete, FileOptions.None, preallocationSize: metadata.Size);
+                FileShare.ReadWrite | FileShare.Delete, FileOptions.None);
             fill.Started(handle, head);
             using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
             var copied = await BodyCopier.CopyToFileAsync(response, handle, 0, hash, fill.Advance, token);

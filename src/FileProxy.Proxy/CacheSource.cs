@@ -282,11 +282,17 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
 
     private void Release(CacheEntry entry)
     {
+        bool overCap;
         lock (_lock)
         {
             entry.Readers--;
+            overCap = _bytesCached > _options.MaxBytes;
         }
         DeleteIfUnread(entry);
+        if (overCap)
+        {
+            MakeRoom(0); // entries that were being read when the cap was passed can go now
+        }
     }
 
     /// <summary>Deletes a removed entry's files once nobody reads them. Its metadata goes too unless a newer entry

@@ -5,54 +5,93 @@ using Microsoft.Win32.SafeHandles;
 namespace FileProxy.Protocol.Client;
 
 /// <summary>
-/// Copies a GET body into a file at the wire's pace: while one block is hashed and written, the next is read from
-/// the socket (two pooled buffers). Used by the client's download and by the proxy's cache fill.
+/// Copies a GET body into a file at the wire's pace. Three stages run at once on a ring of pooled blocks: the
+/// socket fills block k+2 while block k+1 is hashed and block k is written (hashing and writing each keep their
+/// order; the file is only ever written front to back). Used by the client's download and the proxy's cache fill.
 /// </summary>
 public static class BodyCopier
 {
     public const int BlockBytes = 1024 * 1024;
+    private const int Blocks = 4;
 
     /// <summary>Copies the rest of <paramref name="response"/>'s body to <paramref name="file"/> from
     /// <paramref name="fileOffset"/>, feeding <paramref name="hash"/> in order. <paramref name="written"/> is called
-    /// with the file length written so far, after each block is in the file.</summary>
+    /// with the file length written so far, in order, after each block is in the file.</summary>
     public static async Task<long> CopyToFileAsync(GetResponse response, SafeFileHandle file, long fileOffset,
         IncrementalHash? hash, Action<long>? written, CancellationToken cancellationToken)
     {
-        var buffers = new[] { ArrayPool<byte>.Shared.Rent(BlockBytes), ArrayPool<byte>.Shared.Rent(BlockBytes) };
-        var pending = Task.CompletedTask;
+        var buffers = new byte[Blocks][];
+        var busy = new Task[Blocks];
+        for (var i = 0; i < Blocks; i++)
+        {
+            buffers[i] = ArrayPool<byte>.Shared.Rent(BlockBytes);
+            busy[i] = Task.CompletedTask;
+        }
+        var writing = Task.CompletedTask;
+        var hashing = Task.CompletedTask;
         var position = fileOffset;
         try
         {
-            for (var turn = 0; ; turn ^= 1)
+            for (var block = 0; ; block = (block + 1) % Blocks)
             {
-                var buffer = buffers[turn];
-                var read = await response.ReadAsync(buffer, cancellationToken);
-                await pending;
+                await busy[block];
+                var buffer = buffers[block];
+                var read = await FillAsync(response, buffer, cancellationToken);
                 if (read == 0)
                 {
+                    await Task.WhenAll(writing, hashing);
                     return position - fileOffset;
                 }
                 var at = position;
                 position += read;
-                pending = Task.Run(() =>
+                writing = AfterAsync(writing, () =>
                 {
-                    hash?.AppendData(buffer, 0, read);
                     RandomAccess.Write(file, buffer.AsSpan(0, read), at);
                     written?.Invoke(at + read);
-                }, CancellationToken.None);
+                });
+                if (hash is not null)
+                {
+                    hashing = AfterAsync(hashing, () => hash.AppendData(buffer, 0, read));
+                }
+                busy[block] = Task.WhenAll(writing, hashing);
             }
         }
         finally
         {
             try
             {
-                await pending;
+                await Task.WhenAll(busy);
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(buffers[0]);
-                ArrayPool<byte>.Shared.Return(buffers[1]);
+                foreach (var buffer in buffers)
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
             }
         }
+    }
+
+    /// <summary>Reads until the block is full or the body ends, but returns early rather than wait on a slow
+    /// sender when some bytes are already in hand (so a fill's readers see bytes as they arrive).</summary>
+    private static async ValueTask<int> FillAsync(GetResponse response, byte[] buffer, CancellationToken cancellationToken)
+    {
+        var filled = await response.ReadAsync(buffer, cancellationToken);
+        while (filled > 0 && filled < buffer.Length && response.Remaining > 0 && response.HasBufferedBytes)
+        {
+            var more = await response.ReadAsync(buffer.AsMemory(filled), cancellationToken);
+            if (more == 0)
+            {
+                break;
+            }
+            filled += more;
+        }
+        return filled;
+    }
+
+    private static async Task AfterAsync(Task previous, Action next)
+    {
+        await previous.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+        next();
     }
 }

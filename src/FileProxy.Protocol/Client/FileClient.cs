@@ -155,6 +155,9 @@ public sealed class FileClient : IAsyncDisposable
         return read;
     }
 
+    /// <summary>Whether body bytes can be read now without waiting for the network.</summary>
+    internal bool HasPendingBytes => _reader.Buffered > 0 || _socket.Available > 0;
+
     internal void Abandon(GetResponse response)
     {
         if (ReferenceEquals(_openResponse, response))
@@ -207,6 +210,9 @@ public sealed class GetResponse : IAsyncDisposable
     /// <see cref="UpstreamException"/>: a body is never silently short.</summary>
     public ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken = default) =>
         _client.ReadBodyAsync(this, destination, cancellationToken);
+
+    /// <summary>Whether more body bytes are already here, readable without waiting for the network.</summary>
+    public bool HasBufferedBytes => Remaining > 0 && _client.HasPendingBytes;
 
     /// <summary>Copies the rest of the body to <paramref name="destination"/>.</summary>
     public async Task CopyToAsync(Stream destination, CancellationToken cancellationToken = default)
