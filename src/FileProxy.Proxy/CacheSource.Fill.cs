@@ -173,6 +173,7 @@ public sealed partial class CacheSource
                 fill.Fail(ResponseHead.Error(StatusCode.UpstreamIntegrityError, "upstream sent bytes that do not match their digest"));
                 return;
             }
+            fill.Verified();
             if (_options.Fsync)
             {
                 await Task.Run(() => FlushToDisk(handle), CancellationToken.None);

@@ -21,17 +21,16 @@ public sealed class DirectorySource : IFileSource
 
     private readonly ConcurrentDictionary<string, Lazy<Task<ContentDigest>>> _digests = new(StringComparer.Ordinal);
     private readonly ILogger _log;
+    private readonly string _rootPrefix;
     private long _digestsComputed;
     private long _bytesHashed;
 
     public DirectorySource(string root, ILogger? log = null)
     {
-        Root = Path.TrimEndingDirectorySeparator(
-            new DirectoryInfo(root).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(root));
-        if (!Directory.Exists(Root))
-        {
-            throw new DirectoryNotFoundException($"root directory '{Root}' does not exist");
-        }
+        Root = Posix.RealPath(root) is { } real && Directory.Exists(real)
+            ? real
+            : throw new DirectoryNotFoundException($"root directory '{Path.GetFullPath(root)}' does not exist");
+        _rootPrefix = Root.EndsWith('/') ? Root : Root + "/";
         _log = (log ?? Log.Logger).ForContext<DirectorySource>();
     }
 
@@ -117,7 +116,7 @@ public sealed class DirectorySource : IFileSource
         {
             // Check what was opened, not the name: a symlink swapped in between cannot lead outside the root.
             var opened = Posix.OpenedPath(file.SafeFileHandle);
-            if (opened is null || !opened.StartsWith(Root + "/", StringComparison.Ordinal))
+            if (opened is null || !opened.StartsWith(_rootPrefix, StringComparison.Ordinal))
             {
                 _log.Warning("Refused {Name}: resolves to {Target}, outside the root", name, opened);
                 await file.DisposeAsync();
@@ -126,11 +125,19 @@ public sealed class DirectorySource : IFileSource
             for (var attempt = 0; ; attempt++)
             {
                 Check(Posix.TryStat(file.SafeFileHandle, out status));
-                var digest = await DigestAsync(opened, file, status, cancellationToken);
-                Check(Posix.TryStat(file.SafeFileHandle, out var after));
-                if (after.VersionTag == status.VersionTag)
+                ContentDigest? digest;
+                try
                 {
-                    var metadata = new FileMetadata(status.Size, status.VersionTag, digest);
+                    digest = await DigestAsync(opened, file, status, cancellationToken);
+                }
+                catch (FileChangedException)
+                {
+                    digest = null;
+                }
+                Check(Posix.TryStat(file.SafeFileHandle, out var after));
+                if (digest is not null && after.VersionTag == status.VersionTag)
+                {
+                    var metadata = new FileMetadata(status.Size, status.VersionTag, digest.Value);
                     return (new ResponseHead(StatusCode.Ok, "") { File = metadata, Length = 0, Source = ResponseSource.Origin }, file);
                 }
                 if (attempt == 2)
@@ -194,7 +201,7 @@ public sealed class DirectorySource : IFileSource
             }
             if (offset != size)
             {
-                throw new IOException($"file is {offset} bytes, expected {size}: it changed while being hashed");
+                throw new FileChangedException($"file is {offset} bytes, expected {size}: it changed while being hashed");
             }
             Interlocked.Increment(ref _digestsComputed);
             Interlocked.Add(ref _bytesHashed, offset);
@@ -214,3 +221,6 @@ public sealed class DirectorySource : IFileSource
         }
     }
 }
+
+/// <summary>The file changed while it was being hashed: its digest is unknown for now.</summary>
+internal sealed class FileChangedException(string message) : IOException(message);

@@ -70,6 +70,13 @@ public sealed class FileClient : IAsyncDisposable
     public async Task<GetResponse> GetAsync(GetRequest request, CancellationToken cancellationToken = default)
     {
         var head = await RequestAsync(request, cancellationToken);
+        if (head.IsOk && ((ulong)head.Offset != request.Offset || (ulong)head.Length > request.Length))
+        {
+            _broken = true;
+            await DisposeAsync();
+            throw new UpstreamException(
+                $"{RemoteEndPoint} answered range {head.Offset}+{head.Length} to a request for {request.Offset}+{request.Length}");
+        }
         var response = new GetResponse(this, head);
         if (head.IsOk && head.Length > 0)
         {

@@ -50,6 +50,24 @@ public static partial class Posix
     public static string? OpenedPath(SafeFileHandle handle) =>
         new FileInfo($"/proc/self/fd/{handle.DangerousGetHandle()}").LinkTarget;
 
+    /// <summary>The canonical absolute path (every symlink resolved), or null when it does not exist.</summary>
+    public static unsafe string? RealPath(string path)
+    {
+        var resolved = realpath(path, IntPtr.Zero);
+        if (resolved == IntPtr.Zero)
+        {
+            return null;
+        }
+        try
+        {
+            return Marshal.PtrToStringUTF8(resolved);
+        }
+        finally
+        {
+            NativeMemory.Free((void*)resolved); // realpath allocated it with malloc
+        }
+    }
+
     private static unsafe int Statx(int dirFd, string path, int flags, out FileStatus status)
     {
         var buffer = stackalloc byte[256];
@@ -68,6 +86,9 @@ public static partial class Posix
     }
 
     private static unsafe long Nanoseconds(byte* timestamp) => (*(long*)timestamp * 1_000_000_000L) + *(uint*)(timestamp + 8);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial IntPtr realpath(string path, IntPtr resolved);
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int statx(int dirfd, string pathname, int flags, uint mask, byte* statxbuf);

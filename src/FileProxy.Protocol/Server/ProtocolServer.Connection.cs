@@ -174,6 +174,11 @@ public sealed partial class ProtocolServer
                 {
                     sent = await SendResponseAsync(request.Opcode, head, body);
                 }
+                catch (BodyUnavailableException)
+                {
+                    head = ResponseHead.Error(StatusCode.InternalError, "cannot read the file; see the server log");
+                    keepOpen = await TrySendErrorAsync(request.Opcode, head.Status, head.Message);
+                }
                 catch (Exception e) when (IsDisconnect(e) || Abort.IsCancellationRequested)
                 {
                     _log.Debug("Peer went away during the response: {Reason}", e.Message);
@@ -218,7 +223,18 @@ public sealed partial class ProtocolServer
                 await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength), Abort);
                 return 0;
             }
-            if (body.TryCopyTo(_writeBuffer.AsSpan(headLength)))
+            bool small;
+            try
+            {
+                small = body.TryCopyTo(_writeBuffer.AsSpan(headLength));
+            }
+            catch (IOException e)
+            {
+                // Nothing is sent yet: the peer can still get a proper answer instead of a cut connection.
+                _log.Error(e, "Reading the body failed before the response started");
+                throw new BodyUnavailableException(e);
+            }
+            if (small)
             {
                 await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength + (int)body.Length), Abort);
                 return body.Length;
@@ -263,3 +279,6 @@ public sealed partial class ProtocolServer
             || (e is IOException { InnerException: SocketException });
     }
 }
+
+/// <summary>A body failed before any of its response was sent, so an error answer is still possible.</summary>
+internal sealed class BodyUnavailableException(Exception inner) : IOException(inner.Message, inner);

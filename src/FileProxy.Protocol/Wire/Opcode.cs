@@ -15,6 +15,7 @@ public enum Opcode : byte
     StatsResponse = Stats | ResponseFlag,
     PurgeResponse = Purge | ResponseFlag,
 
-    /// <summary>Sent when the request's opcode is unknown or the frame could not be parsed.</summary>
+    /// <summary>Answers what has no request opcode to echo: an unknown opcode, a malformed frame header, a header
+    /// timeout, or a connection refused as Busy. A known opcode with a bad payload gets <c>opcode | 0x80</c>.</summary>
     ErrorResponse = 0xFF,
 }

@@ -1,6 +1,7 @@
 namespace FileProxy.Protocol.Wire;
 
-/// <summary>The peer broke the wire format: the stream position is lost and the connection must close.</summary>
+/// <summary>The peer broke the wire format. From a frame header the stream position is lost and the connection
+/// closes; from a payload (the frame was read whole) the request is answered and the connection goes on.</summary>
 public sealed class ProtocolException : Exception
 {
     public ProtocolException(StatusCode status, string message) : base(message) => Status = status;

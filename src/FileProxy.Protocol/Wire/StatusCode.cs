@@ -17,6 +17,6 @@ public enum StatusCode : byte
     UnsupportedVersion = 9,
     /// <summary>The upstream sent bytes that failed the length or digest check.</summary>
     UpstreamIntegrityError = 10,
-    /// <summary>The request is well formed but this peer does not offer it (e.g. PURGE without --allow-purge).</summary>
+    /// <summary>The request is well formed but this kind of peer does not offer it (PURGE sent to an origin).</summary>
     NotSupported = 11,
 }

@@ -4,7 +4,11 @@ using FileProxy.Protocol.Server;
 
 namespace FileProxy.Proxy.Cache;
 
-/// <summary>A range of a file still being filled: sends what is written, waits for the rest.</summary>
+/// <summary>
+/// A range of a file still being filled: sends what is written and waits for the rest. The range's last byte is
+/// held back until the fill has verified the whole file's digest, so a reader of a corrupt or failed fill always
+/// sees its response cut short (an error), never a complete-looking body of bad bytes.
+/// </summary>
 internal sealed class GrowingFileBody : IResponseBody
 {
     private readonly Fill _fill;
@@ -23,7 +27,7 @@ internal sealed class GrowingFileBody : IResponseBody
     public long Length { get; }
 
     public bool TryCopyTo(Span<byte> destination) =>
-        _fill.Written >= _offset + Length && new FileRegionBody(_file, _offset, Length).TryCopyTo(destination);
+        _fill.State is FillState.Verified or FillState.Complete && new FileRegionBody(_file, _offset, Length).TryCopyTo(destination);
 
     public async ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken)
     {
@@ -31,19 +35,20 @@ internal sealed class GrowingFileBody : IResponseBody
         var end = _offset + Length;
         while (position < end)
         {
+            var state = _fill.State;
             var written = _fill.Written;
-            if (written > position)
-            {
-                var count = Math.Min(written, end) - position;
-                await sink.SendFileAsync(_file, position, count, cancellationToken);
-                position += count;
-                continue;
-            }
-            if (_fill.State == FillState.Failed)
+            if (state == FillState.Failed)
             {
                 throw new IOException($"upstream fetch failed after {written} bytes: {_fill.FailureReason}");
             }
-            await _fill.WaitBeyondAsync(position, cancellationToken);
+            var sendable = state == FillState.Running ? Math.Min(written, end - 1) : end;
+            if (sendable > position)
+            {
+                await sink.SendFileAsync(_file, position, sendable - position, cancellationToken);
+                position = sendable;
+                continue;
+            }
+            await _fill.WaitForChangeAsync(written, state, cancellationToken);
         }
     }
 

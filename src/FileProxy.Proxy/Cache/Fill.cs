@@ -59,6 +59,9 @@ internal sealed class Fill
         Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
+    /// <summary>Every byte arrived and the digest matched: readers may now send their last byte.</summary>
+    public void Verified() => End(FillState.Verified, "");
+
     public void Complete() => End(FillState.Complete, "");
 
     public void Fail(ResponseHead error)
@@ -67,11 +70,11 @@ internal sealed class Fill
         End(FillState.Failed, error.Message);
     }
 
-    /// <summary>Waits until more than <paramref name="position"/> bytes are written or the fill ended.</summary>
-    public async ValueTask WaitBeyondAsync(long position, CancellationToken cancellationToken)
+    /// <summary>Waits until <see cref="Written"/> or <see cref="State"/> differs from what the caller saw.</summary>
+    public async ValueTask WaitForChangeAsync(long seenWritten, FillState seenState, CancellationToken cancellationToken)
     {
-        var signal = Volatile.Read(ref _progress);
-        if (Written > position || _state != FillState.Running)
+        var signal = Volatile.Read(ref _progress); // before reading the values: no wake-up can be missed
+        if (Written != seenWritten || _state != seenState)
         {
             return;
         }
@@ -101,6 +104,7 @@ internal sealed class Fill
 internal enum FillState
 {
     Running,
+    Verified,
     Complete,
     Failed,
 }
