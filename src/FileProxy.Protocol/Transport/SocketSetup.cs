@@ -9,6 +9,8 @@ public static class SocketSetup
     private const int IpProtoTcp = 6;
     private const int TcpUserTimeout = 18;
     private const int IpProtoMptcp = 262;
+    private const int SolSocket = 1;
+    private const int SoReuseAddr = 2;
 
     /// <summary>How long sent data may stay unacknowledged (also a peer that stopped reading) before the kernel
     /// drops the connection.</summary>
@@ -22,7 +24,12 @@ public static class SocketSetup
         var socket = Create(endPoint.AddressFamily, mptcp);
         try
         {
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            // SO_REUSEADDR alone, to rebind over TIME_WAIT after a restart. .NET's ReuseAddress option also sets
+            // SO_REUSEPORT on Linux, which would let a second server bind a busy port and steal half its clients.
+            if (OperatingSystem.IsLinux())
+            {
+                socket.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
+            }
             if (endPoint.AddressFamily == AddressFamily.InterNetworkV6 && endPoint.Address.Equals(IPAddress.IPv6Any))
             {
                 socket.DualMode = true;
