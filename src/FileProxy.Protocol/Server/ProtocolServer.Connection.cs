@@ -254,7 +254,7 @@ public sealed partial class ProtocolServer
             var elapsedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             _log.Write(level, "{Opcode} {Name} {Status} {Bytes} bytes in {ElapsedMs:0.###} ms {Source}{Incomplete} {Message}",
                 request.Opcode.ToString().ToUpperInvariant(), name ?? "-", head.Status, sent, elapsedMs,
-                head.IsOk ? head.Source : "-", completed ? "" : " (cut short)", head.Message);
+                head.IsOk && request is GetRequest or StatRequest ? head.Source : "-", completed ? "" : " (cut short)", head.Message);
         }
 
         /// <summary>Sends an error response; returns whether the connection can go on.</summary>
