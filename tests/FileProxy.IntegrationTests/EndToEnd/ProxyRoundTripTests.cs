@@ -16,6 +16,7 @@ public sealed class ProxyRoundTripTests(ITestOutputHelper output)
         await using var client = await cluster.ConnectProxyAsync(deadline.Token);
 
         var first = await Fetch.GetAsync(client, "data.bin", deadline.Token);
+        await cluster.WaitForFillsAsync(deadline.Token);
         var second = await Fetch.GetAsync(client, "data.bin", deadline.Token);
 
         first.Head.Source.Should().Be(ResponseSource.CacheMiss);

@@ -1,0 +1,179 @@
+using System.Diagnostics;
+using System.Net;
+using FileProxy.IntegrationTests.Infrastructure;
+using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Server;
+using FileProxy.Protocol.Wire;
+using FileProxy.Server;
+using Xunit.Abstractions;
+
+namespace FileProxy.IntegrationTests.EndToEnd;
+
+/// <summary>Persistent connections, and peers that misbehave on them: each misbehaving connection is answered
+/// with an error frame and closed, and nobody else notices.</summary>
+public sealed class ConnectionTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan ShortHeaderTimeout = TimeSpan.FromMilliseconds(300);
+
+    [Theory]
+    [InlineData(Peer.Origin)]
+    [InlineData(Peer.Proxy)]
+    public async Task Many_GET_STAT_and_STATS_requests_go_in_sequence_over_one_connection(Peer peer)
+    {
+        const int Rounds = 10;
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await using var cluster = await Cluster.StartAsync(output);
+        var files = new[] { ("a.bin", Fetch.RandomBytes(10, seed: 1)), ("b.bin", Fetch.RandomBytes(100_000, seed: 2)), ("c/d.bin", Fetch.RandomBytes(0, seed: 3)) };
+        foreach (var (name, content) in files)
+        {
+            cluster.Root.Write(name, content);
+        }
+        await using var client = await cluster.ConnectAsync(peer, deadline.Token);
+
+        var requests = 0;
+        for (var round = 0; round < Rounds; round++)
+        {
+            foreach (var (name, content) in files)
+            {
+                var get = await Fetch.GetAsync(client, name, deadline.Token);
+                var stat = await client.StatAsync(name, deadline.Token);
+                requests += 2;
+                get.Body.Should().Equal(content, "round {0}, {1}", round, name);
+                stat.File!.Size.Should().Be(content.Length);
+                if (peer == Peer.Proxy && round > 0)
+                {
+                    get.Head.Source.Should().Be(ResponseSource.CacheHit);
+                }
+            }
+            var stats = await client.StatsAsync(deadline.Token);
+            requests++;
+            stats.Status.Should().Be(StatusCode.Ok);
+            await cluster.WaitForFillsAsync(deadline.Token);
+        }
+        var counters = (await client.StatsAsync(deadline.Token)).Counters.ToDictionary(pair => pair.Key, pair => pair.Value);
+        requests++;
+
+        counters["connections_accepted"].Should().Be(1, "every request went over the one connection");
+        counters["requests"].Should().Be(requests);
+        counters["requests_failed"].Should().Be(0);
+        client.IsReusable.Should().BeTrue();
+    }
+
+    [Theory]
+    [InlineData(Peer.Origin)]
+    [InlineData(Peer.Proxy)]
+    public async Task Garbage_instead_of_a_frame_gets_an_error_frame_and_a_close_while_other_clients_go_on(Peer peer)
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await using var cluster = await Cluster.StartAsync(output);
+        var content = Fetch.RandomBytes(50_000, seed: 13);
+        cluster.Root.Write("ok.bin", content);
+        await using var bystander = await cluster.ConnectAsync(peer, deadline.Token);
+        var before = await Fetch.GetAsync(bystander, "ok.bin", deadline.Token);
+        await using var raw = await RawConnection.ConnectAsync(cluster.PortOf(peer), deadline.Token);
+
+        await raw.SendAsync("GET / HTTP/1.1\r\nHost: example\r\n\r\n"u8.ToArray(), deadline.Token);
+        var (header, head) = await raw.ReadResponseAsync(Opcode.Get, deadline.Token);
+        var closed = await raw.WaitForCloseAsync(deadline.Token);
+        var after = await Fetch.GetAsync(bystander, "ok.bin", deadline.Token);
+        await using var newcomer = await cluster.ConnectAsync(peer, deadline.Token);
+        var fresh = await Fetch.GetAsync(newcomer, "ok.bin", deadline.Token);
+
+        header.Opcode.Should().Be(Opcode.ErrorResponse);
+        head.Status.Should().Be(StatusCode.BadRequest);
+        head.Message.Should().Contain("magic");
+        closed.Should().BeTrue("after garbage the stream position is lost");
+        before.Body.Should().Equal(content);
+        after.Body.Should().Equal(content);
+        fresh.Body.Should().Equal(content);
+    }
+
+    [Theory]
+    [InlineData(Peer.Proxy, 1_173u)]
+    [InlineData(Peer.Proxy, 65_537u)]
+    [InlineData(Peer.Origin, 65_537u)]
+    [InlineData(Peer.Origin, uint.MaxValue)]
+    public async Task A_frame_announcing_an_oversized_payload_is_refused_without_waiting_for_it(Peer peer, uint payloadLength)
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await using var cluster = await Cluster.StartAsync(output);
+        await using var raw = await RawConnection.ConnectAsync(cluster.PortOf(peer), deadline.Token);
+
+        await raw.SendAsync(RawConnection.Header(Opcode.Get, payloadLength), deadline.Token);
+        var (header, head) = await raw.ReadResponseAsync(Opcode.Get, deadline.Token);
+        var closed = await raw.WaitForCloseAsync(deadline.Token);
+
+        header.Opcode.Should().Be(Opcode.ErrorResponse);
+        head.Status.Should().Be(StatusCode.BadRequest);
+        head.Message.Should().Contain("exceeds", "the length itself is the reason, not a timeout waiting for the payload");
+        closed.Should().BeTrue();
+    }
+
+    [Fact]
+    public async Task A_frame_of_another_protocol_version_is_answered_UnsupportedVersion_and_closed()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await using var cluster = await Cluster.StartAsync(output);
+        await using var raw = await RawConnection.ConnectAsync(cluster.ProxyPort, deadline.Token);
+
+        await raw.SendAsync(RawConnection.Header(Opcode.Stats, 0, version: 2), deadline.Token);
+        var (_, head) = await raw.ReadResponseAsync(Opcode.Stats, deadline.Token);
+        var closed = await raw.WaitForCloseAsync(deadline.Token);
+
+        head.Status.Should().Be(StatusCode.UnsupportedVersion);
+        closed.Should().BeTrue();
+    }
+
+    [Fact]
+    public async Task A_client_that_stalls_mid_header_is_cut_after_the_header_timeout_while_others_are_served()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        using var root = new TempDirectory("fileproxy-root");
+        var content = Fetch.RandomBytes(40_000, seed: 14);
+        root.Write("ok.bin", content);
+        await using var server = StartServerWithShortHeaderTimeout(root);
+        await using var bystander = await FileClient.ConnectAsync("127.0.0.1", server.LocalEndPoint.Port, cancellationToken: deadline.Token);
+        await using var staller = await RawConnection.ConnectAsync(server.LocalEndPoint.Port, deadline.Token);
+
+        var stalledAt = Stopwatch.StartNew();
+        await staller.SendAsync(RawConnection.Frame(new GetRequest("ok.bin")).AsMemory(0, 4), deadline.Token);
+        var during = await Fetch.GetAsync(bystander, "ok.bin", deadline.Token);
+        var (_, head) = await staller.ReadResponseAsync(Opcode.Get, deadline.Token);
+        var cutAfter = stalledAt.Elapsed;
+        var closed = await staller.WaitForCloseAsync(deadline.Token);
+        var after = await Fetch.GetAsync(bystander, "ok.bin", deadline.Token);
+
+        head.Status.Should().Be(StatusCode.BadRequest);
+        head.Message.Should().Contain("in time");
+        cutAfter.Should().BeGreaterThanOrEqualTo(ShortHeaderTimeout - TimeSpan.FromMilliseconds(50));
+        closed.Should().BeTrue();
+        during.Body.Should().Equal(content);
+        after.Body.Should().Equal(content);
+    }
+
+    [Fact]
+    public async Task The_header_timeout_starts_at_the_first_byte_so_an_idle_connection_outlives_it()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        using var root = new TempDirectory("fileproxy-root");
+        await using var server = StartServerWithShortHeaderTimeout(root);
+        await using var idle = await RawConnection.ConnectAsync(server.LocalEndPoint.Port, deadline.Token);
+        await using var staller = await RawConnection.ConnectAsync(server.LocalEndPoint.Port, deadline.Token);
+
+        await staller.SendAsync(RawConnection.Frame(new StatsRequest()).AsMemory(0, 3), deadline.Token);
+        await staller.ReadResponseAsync(Opcode.Stats, deadline.Token);
+        await idle.SendAsync(RawConnection.Frame(new StatsRequest()), deadline.Token);
+        var (_, head) = await idle.ReadResponseAsync(Opcode.Stats, deadline.Token);
+
+        head.Status.Should().Be(StatusCode.Ok, "the idle connection sent nothing until the staller was cut, so no header timeout ran for it");
+    }
+
+    private ProtocolServer StartServerWithShortHeaderTimeout(TempDirectory root)
+    {
+        var log = TestLog.For(output, "origin");
+        var server = new ProtocolServer(new DirectorySource(root.Path, log),
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), HeaderTimeout = ShortHeaderTimeout }, log);
+        server.Start();
+        return server;
+    }
+}
