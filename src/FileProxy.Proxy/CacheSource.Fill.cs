@@ -133,7 +133,7 @@ public sealed partial class CacheSource
             var head = response.Head;
             if (!head.IsOk)
             {
-                fill.Fail(Relay(head));
+                Retire(fill).Fail(Relay(head));
                 return;
             }
             var metadata = head.File!;
@@ -148,7 +148,7 @@ public sealed partial class CacheSource
                     "{Name} ({Bytes} bytes) does not fit (cache cap {MaxBytes}, disk free {FreeBytes}); passing it through uncached",
                     fill.Name, metadata.Size, _options.MaxBytes, free);
                 await response.DisposeAsync();
-                fill.PassThrough(head);
+                Retire(fill).PassThrough(head);
                 return;
             }
             MakeRoom(metadata.Size);
@@ -170,7 +170,7 @@ public sealed partial class CacheSource
             {
                 _log.Error("{Name}: upstream bytes hash to {Actual}, it announced {Announced}; not caching", fill.Name, digest, metadata.Digest);
                 Interlocked.Increment(ref _counters.UpstreamFailures);
-                fill.Fail(ResponseHead.Error(StatusCode.UpstreamIntegrityError, "upstream sent bytes that do not match their digest"));
+                Retire(fill).Fail(ResponseHead.Error(StatusCode.UpstreamIntegrityError, "upstream sent bytes that do not match their digest"));
                 return;
             }
             fill.Verified();
@@ -187,13 +187,13 @@ public sealed partial class CacheSource
             Interlocked.Increment(ref _counters.UpstreamFailures);
             var reason = e is OperationCanceledException ? "proxy is shutting down" : e.Message;
             _log.Warning("Fetching {Name} from the origin failed: {Reason}", fill.Name, reason);
-            fill.Fail(ResponseHead.Error(e is UpstreamException or OperationCanceledException ? StatusCode.UpstreamUnavailable : StatusCode.InternalError,
+            Retire(fill).Fail(ResponseHead.Error(e is UpstreamException or OperationCanceledException ? StatusCode.UpstreamUnavailable : StatusCode.InternalError,
                 e is UpstreamException or OperationCanceledException ? $"origin fetch failed: {reason}" : "proxy cannot store the file; see its log"));
         }
         catch (Exception e)
         {
             _log.Error(e, "Fill of {Name} failed unexpectedly", fill.Name);
-            fill.Fail(ResponseHead.Error(StatusCode.InternalError, "internal error in the proxy; see its log"));
+            Retire(fill).Fail(ResponseHead.Error(StatusCode.InternalError, "internal error in the proxy; see its log"));
         }
         finally
         {
@@ -201,19 +201,27 @@ public sealed partial class CacheSource
             {
                 await client.DisposeAsync();
             }
-            lock (_lock)
-            {
-                if (_fills.TryGetValue(fill.Name.Value, out var current) && current == fill)
-                {
-                    _fills.Remove(fill.Name.Value);
-                }
-            }
+            Retire(fill);
             if (!committed)
             {
                 File.Delete(tempPath);
             }
             fill.Unpin();
         }
+    }
+
+    /// <summary>Takes a fill out of the index before it announces its end, so no request joins a fill that has
+    /// already failed (it starts a fresh one instead).</summary>
+    private Fill Retire(Fill fill)
+    {
+        lock (_lock)
+        {
+            if (_fills.TryGetValue(fill.Name.Value, out var current) && current == fill)
+            {
+                _fills.Remove(fill.Name.Value);
+            }
+        }
+        return fill;
     }
 
     /// <summary>Sends a whole-file GET, retrying once when a pooled connection turns out to be stale.</summary>
