@@ -46,6 +46,6 @@ for run in $(seq 1 "$runs"); do
   until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.01; done
   ready=$(( ($(date +%s%N) - start) / 1000000 ))
   kill -TERM "$pid"; wait "$pid" || true
-  loaded=$(grep -o 'entries, [0-9]* bytes, loaded in [0-9]* ms' "$log" | head -1)
-  echo "run $run: $(grep -o '[0-9]* entries' "$log" | head -1); index $loaded; port open after ${ready} ms (process start included)"
+  loaded=$(grep -o '[0-9]* entries, [0-9]* bytes, loaded in [0-9]* ms' "$log" | head -1)
+  echo "run $run: index of $loaded; port open after ${ready} ms (process start included)"
 done

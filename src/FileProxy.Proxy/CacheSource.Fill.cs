@@ -11,11 +11,11 @@ public sealed partial class CacheSource
 {
     /// <summary>Joins the running fill for <paramref name="name"/>, or starts one. Returns null when the name was
     /// committed meanwhile (look it up again).</summary>
-    private (Fill? Fill, bool Started) JoinOrStartFill(SafeName name)
+    private (Fill? Fill, bool Started) JoinOrStartFill(SafeName name, string key)
     {
         lock (_lock)
         {
-            if (_entries.ContainsKey(name.Value))
+            if (_entries.ContainsKey(key))
             {
                 return (null, false);
             }
@@ -25,7 +25,7 @@ public sealed partial class CacheSource
                 Interlocked.Increment(ref _counters.Coalesced);
                 return (running, false);
             }
-            var fill = new Fill(name, CacheStore.KeyOf(name));
+            var fill = new Fill(name, key);
             fill.Pin();
             _fills[name.Value] = fill;
             Interlocked.Increment(ref _counters.Misses);
@@ -258,11 +258,11 @@ public sealed partial class CacheSource
             var entry = new CacheEntry(fill.Name, fill.Key, metadata, dataPath, Environment.TickCount64);
             lock (_lock)
             {
-                if (_entries.TryGetValue(fill.Name.Value, out replaced))
+                if (_entries.TryGetValue(fill.Key, out replaced))
                 {
                     RemoveLocked(replaced);
                 }
-                _entries[fill.Name.Value] = entry;
+                _entries[fill.Key] = entry;
                 _lru.AddFirst(entry.LruNode);
                 _bytesCached += metadata.Size;
                 _fills.Remove(fill.Name.Value);
@@ -298,7 +298,7 @@ public sealed partial class CacheSource
         foreach (var entry in evicted)
         {
             Interlocked.Increment(ref _counters.Evictions);
-            _log.Debug("Evicted {Name} ({Bytes} bytes)", entry.Name, entry.File.Size);
+            _log.Debug("Evicted {Name} ({Bytes} bytes)", entry.Label, entry.Size);
             DeleteIfUnread(entry);
         }
     }

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using FileProxy.Protocol;
 using FileProxy.Proxy.Cache;
 
 namespace FileProxy.Proxy;
@@ -39,29 +38,25 @@ public sealed partial class CacheSource
         }
     }
 
-    /// <summary>Rebuilds the index from the cache directory: oldest fetch is least recently used. Entries count as
-    /// validated when loaded' age is unknown, so each is revalidated on first use after a restart.</summary>
+    /// <summary>Rebuilds the index from a scan of the cache directory, most recently written first. Metadata is
+    /// read on each entry's first use, which then also revalidates it with the origin.</summary>
     private void LoadIndex()
     {
         var stopwatch = Stopwatch.StartNew();
-        var records = _store.Load();
+        var found = _store.Scan();
         var dueNow = Environment.TickCount64 - (long)Math.Min(_options.RevalidateAfter.TotalMilliseconds, Environment.TickCount64);
         lock (_lock)
         {
-            foreach (var (key, record, dataPath) in records.OrderByDescending(r => r.Record.FetchedUnixMs))
+            foreach (var item in found.OrderByDescending(item => item.WrittenUtcTicks))
             {
-                if (!SafeName.TryCreate(record.Name, out var name, out _))
-                {
-                    continue;
-                }
-                var entry = new CacheEntry(name, key, record.File, dataPath, dueNow);
-                _entries[name.Value] = entry;
+                var entry = new CacheEntry(item.Key, item.DataPath, item.Size, dueNow);
+                _entries[item.Key] = entry;
                 _lru.AddLast(entry.LruNode);
-                _bytesCached += record.File.Size;
+                _bytesCached += item.Size;
             }
         }
         _log.Information("Cache {Directory}: {Entries} entries, {Bytes} bytes, loaded in {ElapsedMs} ms",
-            _store.Root, _entries.Count, _bytesCached, stopwatch.ElapsedMilliseconds);
+            _store.Root, found.Count, _bytesCached, stopwatch.ElapsedMilliseconds);
         MakeRoom(0);
     }
 

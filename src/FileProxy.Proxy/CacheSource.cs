@@ -43,22 +43,24 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
 
     public async ValueTask<SourceResult> GetAsync(SafeName name, GetRequest request, CancellationToken cancellationToken)
     {
+        var key = CacheStore.KeyOf(name);
         for (var attempt = 0; attempt < 4; attempt++)
         {
-            var (entry, error, stale) = await FreshEntryAsync(name, cancellationToken);
+            var (entry, error, stale) = await FreshEntryAsync(name, key, cancellationToken);
             if (error is not null)
             {
                 return error;
             }
             if (entry is not null)
             {
-                if (request.IfVersion.Length > 0 && request.IfVersion != entry.File.Version)
+                var metadata = entry.File!;
+                if (request.IfVersion.Length > 0 && request.IfVersion != metadata.Version)
                 {
-                    return VersionMismatch(entry.File, request);
+                    return VersionMismatch(metadata, request);
                 }
-                if (!ByteRange.TryResolve(request.Offset, request.Length, entry.File.Size, out var range))
+                if (!ByteRange.TryResolve(request.Offset, request.Length, metadata.Size, out var range))
                 {
-                    return ByteRange.NotSatisfiable(request.Offset, entry.File.Size);
+                    return ByteRange.NotSatisfiable(request.Offset, metadata.Size);
                 }
                 var file = OpenEntry(entry);
                 if (file is null)
@@ -68,14 +70,14 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
                 Interlocked.Increment(ref stale ? ref _counters.StaleHits : ref _counters.Hits);
                 var head = new ResponseHead(StatusCode.Ok, "")
                 {
-                    File = entry.File,
+                    File = metadata,
                     Offset = range.Offset,
                     Length = range.Length,
                     Source = stale ? ResponseSource.StaleHit : ResponseSource.CacheHit,
                 };
                 return new SourceResult(head, new CachedFileBody(file, range.Offset, range.Length, () => Release(entry)));
             }
-            var (fill, started) = JoinOrStartFill(name);
+            var (fill, started) = JoinOrStartFill(name, key);
             if (fill is not null)
             {
                 return await ReadFillAsync(fill, started, request, cancellationToken);
@@ -86,14 +88,14 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
 
     public async ValueTask<ResponseHead> StatAsync(SafeName name, CancellationToken cancellationToken)
     {
-        var (entry, error, stale) = await FreshEntryAsync(name, cancellationToken);
+        var (entry, error, stale) = await FreshEntryAsync(name, CacheStore.KeyOf(name), cancellationToken);
         if (error is not null)
         {
             return error;
         }
         if (entry is not null)
         {
-            return new ResponseHead(StatusCode.Ok, "") { File = entry.File, Source = stale ? ResponseSource.StaleHit : ResponseSource.CacheHit };
+            return new ResponseHead(StatusCode.Ok, "") { File = entry.File!, Source = stale ? ResponseSource.StaleHit : ResponseSource.CacheHit };
         }
         try
         {
@@ -116,7 +118,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         CacheEntry? entry;
         lock (_lock)
         {
-            if (_entries.TryGetValue(name.Value, out entry))
+            if (_entries.TryGetValue(CacheStore.KeyOf(name), out entry))
             {
                 RemoveLocked(entry);
             }
@@ -128,7 +130,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         Interlocked.Increment(ref _counters.Purges);
         DeleteIfUnread(entry);
         _log.Information("Purged {Name}", name);
-        return ValueTask.FromResult(new ResponseHead(StatusCode.Ok, $"purged '{name}' ({entry.File.Size} bytes)"));
+        return ValueTask.FromResult(new ResponseHead(StatusCode.Ok, $"purged '{name}' ({entry.Size} bytes)"));
     }
 
     public async ValueTask DisposeAsync()
@@ -152,16 +154,21 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
     /// The entry to serve for <paramref name="name"/>, revalidated with the origin when due; null entry and null
     /// error mean "not cached". A changed or vanished file is dropped here.
     /// </summary>
-    private async ValueTask<(CacheEntry? Entry, ResponseHead? Error, bool Stale)> FreshEntryAsync(SafeName name, CancellationToken cancellationToken)
+    private async ValueTask<(CacheEntry? Entry, ResponseHead? Error, bool Stale)> FreshEntryAsync(SafeName name, string key,
+        CancellationToken cancellationToken)
     {
         Task<Revalidation> revalidating;
-        CacheEntry entry;
+        CacheEntry? entry;
         lock (_lock)
         {
-            if (!_entries.TryGetValue(name.Value, out entry!))
-            {
-                return (null, null, false);
-            }
+            _entries.TryGetValue(key, out entry);
+        }
+        if (entry is null || (!entry.IsLoaded && !await LoadAsync(entry, name)))
+        {
+            return (null, null, false);
+        }
+        lock (_lock)
+        {
             if (Environment.TickCount64 - entry.ValidatedAt < _options.RevalidateAfter.TotalMilliseconds)
             {
                 return (entry, null, entry.Stale);
@@ -169,6 +176,11 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
             revalidating = entry.Revalidating ??= RevalidateAsync(entry);
         }
         var result = await revalidating.WaitAsync(cancellationToken);
+        return Outcome(entry, result);
+    }
+
+    private (CacheEntry? Entry, ResponseHead? Error, bool Stale) Outcome(CacheEntry entry, Revalidation result)
+    {
         return result.Outcome switch
         {
             RevalidationOutcome.Unchanged => (entry, null, false),
@@ -186,10 +198,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         Revalidation result;
         try
         {
-            var head = await _upstream.RunAsync(client => client.StatAsync(entry.Name.Value, _shutdown.Token), _shutdown.Token);
+            var head = await _upstream.RunAsync(client => client.StatAsync(entry.Name!.Value, _shutdown.Token), _shutdown.Token);
             result = head.Status switch
             {
-                StatusCode.Ok when head.File!.Version == entry.File.Version && head.File.Digest == entry.File.Digest =>
+                StatusCode.Ok when head.File!.Version == entry.File!.Version && head.File.Digest == entry.File.Digest =>
                     new Revalidation(RevalidationOutcome.Unchanged),
                 StatusCode.Ok => new Revalidation(RevalidationOutcome.Changed),
                 StatusCode.NotFound => new Revalidation(RevalidationOutcome.Gone, Relay(head)),
@@ -219,7 +231,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
                     entry.Stale = true;
                     break;
                 default:
-                    if (_entries.TryGetValue(entry.Name.Value, out var current) && current == entry)
+                    if (!entry.Removed)
                     {
                         RemoveLocked(entry);
                         drop = true;
@@ -267,17 +279,47 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            _log.Error(e, "Cached file {Path} for {Name} cannot be opened; dropping the entry", entry.DataPath, entry.Name);
+            _log.Error(e, "Cached file {Path} for {Name} cannot be opened; dropping the entry", entry.DataPath, entry.Label);
             lock (_lock)
             {
-                if (!entry.Removed)
-                {
-                    RemoveLocked(entry);
-                }
+                RemoveLocked(entry);
             }
             Release(entry);
             return null;
         }
+    }
+
+    /// <summary>Reads an entry's metadata on first use. An entry whose metadata does not match its name, its data
+    /// file or that file's size is dropped (never served) and false returned.</summary>
+    private async ValueTask<bool> LoadAsync(CacheEntry entry, SafeName name)
+    {
+        EntryRecord? record = null;
+        try
+        {
+            record = EntryRecord.TryParse(await System.IO.File.ReadAllTextAsync(_store.MetaPath(entry.Key)));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.Warning("Cannot read cache metadata for {Name}: {Reason}", name, e.Message);
+        }
+        var valid = record is not null && record.Name == name.Value && record.File.Size == entry.Size
+            && record.DataFileName == Path.GetFileName(entry.DataPath);
+        lock (_lock)
+        {
+            if (entry.Removed)
+            {
+                return false;
+            }
+            if (valid)
+            {
+                entry.Load(name, record!.File);
+                return true;
+            }
+            RemoveLocked(entry);
+        }
+        _log.Warning("Cache entry for {Name} is damaged (metadata does not match its data); dropped", name);
+        DeleteIfUnread(entry);
+        return false;
     }
 
     private void Release(CacheEntry entry)
@@ -312,7 +354,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
             bool replaced;
             lock (_lock)
             {
-                replaced = _entries.ContainsKey(entry.Name.Value);
+                replaced = _entries.ContainsKey(entry.Key);
             }
             if (replaced)
             {
@@ -332,13 +374,17 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
     /// <summary>Takes an entry out of the index. Call under the lock.</summary>
     private void RemoveLocked(CacheEntry entry)
     {
-        entry.Removed = true;
-        if (_entries.TryGetValue(entry.Name.Value, out var current) && current == entry)
+        if (entry.Removed)
         {
-            _entries.Remove(entry.Name.Value);
+            return;
+        }
+        entry.Removed = true;
+        if (_entries.TryGetValue(entry.Key, out var current) && current == entry)
+        {
+            _entries.Remove(entry.Key);
         }
         _lru.Remove(entry.LruNode);
-        _bytesCached -= entry.File.Size;
+        _bytesCached -= entry.Size;
     }
 
     private static ResponseHead VersionMismatch(FileMetadata file, GetRequest request) =>

@@ -3,26 +3,53 @@ using FileProxy.Protocol.Wire;
 
 namespace FileProxy.Proxy.Cache;
 
-/// <summary>A committed cache entry. Mutable fields are guarded by the cache's lock.</summary>
+/// <summary>
+/// A committed cache entry. Mutable fields are guarded by the cache's lock. An entry found on disk at start-up
+/// knows only its key, data file and size; its name and metadata are read from its <c>.meta</c> file on first
+/// use (<see cref="IsLoaded"/>), which keeps start-up to a directory scan.
+/// </summary>
 internal sealed class CacheEntry
 {
-    public CacheEntry(SafeName name, string key, FileMetadata file, string dataPath, long validatedAt)
+    public CacheEntry(string key, string dataPath, long size, long validatedAt)
     {
-        Name = name;
         Key = key;
-        File = file;
         DataPath = dataPath;
+        Size = size;
         ValidatedAt = validatedAt;
         LruNode = new LinkedListNode<CacheEntry>(this);
     }
 
-    public SafeName Name { get; }
+    public CacheEntry(SafeName name, string key, FileMetadata file, string dataPath, long validatedAt)
+        : this(key, dataPath, file.Size, validatedAt)
+    {
+        Name = name;
+        File = file;
+    }
 
     public string Key { get; }
 
-    public FileMetadata File { get; }
-
     public string DataPath { get; }
+
+    /// <summary>Bytes of file data, from the data file itself.</summary>
+    public long Size { get; }
+
+    /// <summary>Null until loaded.</summary>
+    public SafeName? Name { get; private set; }
+
+    /// <summary>Null until loaded.</summary>
+    public FileMetadata? File { get; private set; }
+
+    [System.Diagnostics.CodeAnalysis.MemberNotNullWhen(true, nameof(Name), nameof(File))]
+    public bool IsLoaded => File is not null;
+
+    /// <summary>The name where known, else the key: for log lines.</summary>
+    public string Label => Name?.Value ?? Key;
+
+    public void Load(SafeName name, FileMetadata file)
+    {
+        Name = name;
+        File = file;
+    }
 
     /// <summary>When the origin last confirmed this version (<see cref="Environment.TickCount64"/> ms).</summary>
     public long ValidatedAt { get; set; }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.IO.Enumeration;
 using System.Security.Cryptography;
 using System.Text;
 using FileProxy.Protocol;
@@ -75,9 +76,15 @@ internal sealed class CacheStore
     /// <summary>Removes a data file whose entry was replaced by a newer version.</summary>
     public void DeleteData(string dataPath) => TryDelete(dataPath);
 
-    /// <summary>Reads every committed entry back, deleting leftovers: temporary files, metadata without a data
-    /// file of the recorded size (a truncated entry is never served), and data files no metadata points to.</summary>
-    public IReadOnlyList<(string Key, EntryRecord Record, string DataPath)> Load()
+    /// <summary>One committed entry found by <see cref="Scan"/>.</summary>
+    public readonly record struct FoundEntry(string Key, string DataPath, long Size, long WrittenUtcTicks);
+
+    /// <summary>
+    /// Finds every committed entry: a <c>KEY.meta</c> beside exactly one <c>KEY.*.data</c>. Deletes leftovers on
+    /// the way: temporary files, metadata without data, data without metadata, interrupted metadata writes. Reads
+    /// no file contents (that is left to each entry's first use), so 100,000 entries take one directory scan.
+    /// </summary>
+    public List<FoundEntry> Scan()
     {
         var leftovers = 0;
         foreach (var file in Directory.EnumerateFiles(TempDirectory))
@@ -85,63 +92,92 @@ internal sealed class CacheStore
             TryDelete(file);
             leftovers++;
         }
-        var loaded = new ConcurrentBag<(string, EntryRecord, string)>();
-        var dropped = 0;
+        var found = new ConcurrentBag<List<FoundEntry>>();
         Parallel.ForEach(Directory.EnumerateDirectories(EntriesDirectory), shard =>
         {
-            var metas = new List<FileInfo>();
-            var data = new Dictionary<string, FileInfo>(StringComparer.Ordinal);
-            foreach (var file in new DirectoryInfo(shard).EnumerateFiles())
+            var metas = new HashSet<string>(StringComparer.Ordinal);
+            var data = new Dictionary<string, List<FoundEntry>>(StringComparer.Ordinal);
+            var files = new FileSystemEnumerable<(string Name, long Size, long Ticks)>(shard,
+                (ref FileSystemEntry entry) => (entry.FileName.ToString(), entry.Length, entry.LastWriteTimeUtc.UtcTicks),
+                new EnumerationOptions { RecurseSubdirectories = false, AttributesToSkip = FileAttributes.Directory });
+            foreach (var (name, size, ticks) in files)
             {
-                if (file.Name.EndsWith(".meta", StringComparison.Ordinal))
+                var dot = name.IndexOf('.', StringComparison.Ordinal);
+                var key = dot > 0 ? name[..dot] : name;
+                if (name.EndsWith(".meta", StringComparison.Ordinal))
                 {
-                    metas.Add(file);
+                    metas.Add(key);
                 }
-                else if (file.Name.EndsWith(".data", StringComparison.Ordinal))
+                else if (name.EndsWith(".data", StringComparison.Ordinal))
                 {
-                    data[file.Name] = file;
+                    if (!data.TryGetValue(key, out var list))
+                    {
+                        data[key] = list = [];
+                    }
+                    list.Add(new FoundEntry(key, Path.Join(shard, name), size, ticks));
                 }
                 else
                 {
-                    TryDelete(file.FullName); // an interrupted metadata write
+                    TryDelete(Path.Join(shard, name)); // an interrupted metadata write
+                    Interlocked.Increment(ref leftovers);
                 }
             }
-            foreach (var meta in metas)
+            var entries = new List<FoundEntry>(metas.Count);
+            foreach (var key in metas)
             {
-                var key = meta.Name[..^".meta".Length];
-                EntryRecord? record = null;
-                try
+                if (data.Remove(key, out var candidates) && Choose(key, candidates) is { } chosen)
                 {
-                    record = EntryRecord.TryParse(File.ReadAllText(meta.FullName));
+                    entries.Add(chosen);
                 }
-                catch (IOException e)
+                else
                 {
-                    _log.Warning("Cannot read cache metadata {Path}: {Reason}", meta.FullName, e.Message);
-                }
-                if (record is not null && SafeName.TryCreate(record.Name, out var name, out _) && KeyOf(name) == key
-                    && data.Remove(record.DataFileName, out var dataFile) && dataFile.Length == record.File.Size)
-                {
-                    loaded.Add((key, record, dataFile.FullName));
-                    continue;
-                }
-                Interlocked.Increment(ref dropped);
-                TryDelete(meta.FullName);
-                if (record is not null && data.Remove(record.DataFileName, out var wrongSize))
-                {
-                    TryDelete(wrongSize.FullName);
+                    TryDelete(MetaPath(key));
+                    Interlocked.Increment(ref leftovers);
                 }
             }
-            foreach (var orphan in data.Values)
+            foreach (var orphan in data.Values.SelectMany(list => list))
             {
-                TryDelete(orphan.FullName);
+                TryDelete(orphan.DataPath);
                 Interlocked.Increment(ref leftovers);
             }
+            found.Add(entries);
         });
-        if (leftovers + dropped > 0)
+        if (leftovers > 0)
         {
-            _log.Warning("Cache start-up removed {Leftovers} leftover files and {Dropped} damaged entries", leftovers, dropped);
+            _log.Warning("Cache start-up removed {Leftovers} leftover or unpaired files", leftovers);
         }
-        return [.. loaded];
+        return [.. found.SelectMany(list => list)];
+    }
+
+    /// <summary>Picks the data file an entry's metadata names when a crash left more than one (rare: it reads the
+    /// metadata), deleting the others.</summary>
+    private FoundEntry? Choose(string key, List<FoundEntry> candidates)
+    {
+        if (candidates.Count == 1)
+        {
+            return candidates[0];
+        }
+        EntryRecord? record = null;
+        try
+        {
+            record = EntryRecord.TryParse(File.ReadAllText(MetaPath(key)));
+        }
+        catch (IOException)
+        {
+        }
+        FoundEntry? chosen = null;
+        foreach (var candidate in candidates)
+        {
+            if (record is not null && Path.GetFileName(candidate.DataPath) == record.DataFileName)
+            {
+                chosen = candidate;
+            }
+            else
+            {
+                TryDelete(candidate.DataPath);
+            }
+        }
+        return chosen;
     }
 
     private void TryDelete(string path)
