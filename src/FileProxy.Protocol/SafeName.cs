@@ -11,6 +11,8 @@ namespace FileProxy.Protocol;
 /// </summary>
 public sealed class SafeName : IEquatable<SafeName>
 {
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     private SafeName(string value) => Value = value;
 
     public string Value { get; }
@@ -45,7 +47,7 @@ public sealed class SafeName : IEquatable<SafeName>
         int bytes;
         try
         {
-            bytes = new UTF8Encoding(false, throwOnInvalidBytes: true).GetByteCount(name);
+            bytes = StrictUtf8.GetByteCount(name);
         }
         catch (EncoderFallbackException)
         {
@@ -70,16 +72,20 @@ public sealed class SafeName : IEquatable<SafeName>
                 return c == '\0' ? "name contains a NUL byte" : $"name contains control character U+{(int)c:X4}";
             }
         }
-        foreach (var segment in name.Split('/'))
+        foreach (var range in name.AsSpan().Split('/'))
         {
-            switch (segment)
+            var segment = name.AsSpan(range);
+            if (segment.IsEmpty)
             {
-                case "":
-                    return "name has an empty segment ('//' or a trailing '/')";
-                case ".":
-                    return "name has a '.' segment";
-                case "..":
-                    return "name has a '..' segment";
+                return "name has an empty segment ('//' or a trailing '/')";
+            }
+            if (segment is ".")
+            {
+                return "name has a '.' segment";
+            }
+            if (segment is "..")
+            {
+                return "name has a '..' segment";
             }
         }
         return null;
