@@ -173,14 +173,15 @@ public sealed partial class CacheSource
                 Retire(fill).Fail(ResponseHead.Error(StatusCode.UpstreamIntegrityError, "upstream sent bytes that do not match their digest"));
                 return;
             }
-            fill.Verified();
-            if (_options.Fsync)
-            {
-                await Task.Run(() => FlushToDisk(handle), CancellationToken.None);
-            }
             Commit(fill, tempPath, metadata);
             committed = true;
             fill.Complete();
+            if (_options.Fsync)
+            {
+                // After the commit, off the readers' path: an entry whose data did not reach the disk before a
+                // power cut fails its digest check when it is first used after the restart, and is dropped.
+                await Task.Run(() => FlushToDisk(handle), CancellationToken.None);
+            }
         }
         catch (Exception e) when (e is UpstreamException or IOException or UnauthorizedAccessException or OperationCanceledException)
         {
@@ -252,10 +253,11 @@ public sealed partial class CacheSource
         var record = new EntryRecord(fill.Name.Value, metadata, $"{fill.Key}.{Guid.NewGuid():N}.data",
             DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
         CacheEntry? replaced = null;
+        CacheEntry entry;
         lock (DiskLock(fill.Key))
         {
             var dataPath = _store.Commit(fill.Key, tempPath, record);
-            var entry = new CacheEntry(fill.Name, fill.Key, metadata, dataPath, Environment.TickCount64);
+            entry = new CacheEntry(fill.Name, fill.Key, metadata, dataPath, Environment.TickCount64);
             lock (_lock)
             {
                 if (_entries.TryGetValue(fill.Key, out replaced))
@@ -272,12 +274,12 @@ public sealed partial class CacheSource
         {
             DeleteIfUnread(replaced);
         }
-        MakeRoom(0);
+        MakeRoom(0, keep: entry); // never the entry just committed: over the cap only while older ones are read
     }
 
     /// <summary>Evicts least recently used entries nobody is reading until <paramref name="incoming"/> more bytes
     /// fit under the cap (or nothing more can go).</summary>
-    private void MakeRoom(long incoming)
+    private void MakeRoom(long incoming, CacheEntry? keep = null)
     {
         List<CacheEntry> evicted = [];
         lock (_lock)
@@ -287,7 +289,7 @@ public sealed partial class CacheSource
             while (node is not null && _bytesCached + reserved + incoming > _options.MaxBytes)
             {
                 var previous = node.Previous;
-                if (node.Value.Readers == 0)
+                if (node.Value.Readers == 0 && node.Value != keep)
                 {
                     evicted.Add(node.Value);
                     RemoveLocked(node.Value);

@@ -33,7 +33,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         _options = options;
         _upstream = upstream;
         _log = (log ?? Log.Logger).ForContext<CacheSource>();
-        _store = new CacheStore(options.Directory, options.Fsync, _log);
+        _store = new CacheStore(options.Directory, _log);
         LoadIndex();
     }
 
@@ -163,7 +163,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         {
             _entries.TryGetValue(key, out entry);
         }
-        if (entry is null || (!entry.IsLoaded && !await LoadAsync(entry, name)))
+        if (entry is null || (!entry.IsLoaded && !await EnsureLoadedAsync(entry, name)))
         {
             return (null, null, false);
         }
@@ -171,7 +171,9 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         {
             if (Environment.TickCount64 - entry.ValidatedAt < _options.RevalidateAfter.TotalMilliseconds)
             {
-                return (entry, null, entry.Stale);
+                return entry.Stale && !_options.ServeStaleOnError
+                    ? (null, ResponseHead.Error(StatusCode.UpstreamUnavailable, "origin unreachable (the last revalidation failed)"), false)
+                    : (entry, null, entry.Stale);
             }
             revalidating = entry.Revalidating ??= RevalidateAsync(entry);
         }
@@ -289,21 +291,36 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         }
     }
 
-    /// <summary>Reads an entry's metadata on first use. An entry whose metadata does not match its name, its data
-    /// file or that file's size is dropped (never served) and false returned.</summary>
-    private async ValueTask<bool> LoadAsync(CacheEntry entry, SafeName name)
+    private Task<bool> EnsureLoadedAsync(CacheEntry entry, SafeName name)
     {
+        lock (_lock)
+        {
+            return entry.Loading ??= LoadAsync(entry, name);
+        }
+    }
+
+    /// <summary>
+    /// Reads and checks an entry found on disk at start-up, on its first use (once, shared by concurrent requests):
+    /// its metadata must name this file, its data file and that file's size, and the data must hash to the recorded
+    /// digest. This also catches data that never reached the disk before a power cut. A failing entry is dropped
+    /// (never served) and false returned.
+    /// </summary>
+    private async Task<bool> LoadAsync(CacheEntry entry, SafeName name)
+    {
+        await Task.Yield();
         EntryRecord? record = null;
+        var valid = false;
         try
         {
             record = EntryRecord.TryParse(await System.IO.File.ReadAllTextAsync(_store.MetaPath(entry.Key)));
+            valid = record is not null && record.Name == name.Value && record.File.Size == entry.Size
+                && record.DataFileName == Path.GetFileName(entry.DataPath)
+                && await DigestOfAsync(entry.DataPath) == record.File.Digest;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            _log.Warning("Cannot read cache metadata for {Name}: {Reason}", name, e.Message);
+            _log.Warning("Cannot read cache entry for {Name}: {Reason}", name, e.Message);
         }
-        var valid = record is not null && record.Name == name.Value && record.File.Size == entry.Size
-            && record.DataFileName == Path.GetFileName(entry.DataPath);
         lock (_lock)
         {
             if (entry.Removed)
@@ -317,9 +334,16 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
             }
             RemoveLocked(entry);
         }
-        _log.Warning("Cache entry for {Name} is damaged (metadata does not match its data); dropped", name);
+        _log.Warning("Cache entry for {Name} is damaged (metadata or digest does not match its data); dropped", name);
         DeleteIfUnread(entry);
         return false;
+    }
+
+    private static async Task<ContentDigest> DigestOfAsync(string path)
+    {
+        using var handle = System.IO.File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete,
+            FileOptions.SequentialScan);
+        return (await ContentDigest.OfFileAsync(handle)).Digest;
     }
 
     private void Release(CacheEntry entry)

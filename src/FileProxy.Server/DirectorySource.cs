@@ -17,7 +17,6 @@ namespace FileProxy.Server;
 public sealed class DirectorySource : IFileSource
 {
     private const int MaxRememberedDigests = 100_000;
-    private const int HashBufferBytes = 1024 * 1024;
 
     private readonly ConcurrentDictionary<string, Lazy<Task<ContentDigest>>> _digests = new(StringComparer.Ordinal);
     private readonly ILogger _log;
@@ -188,29 +187,14 @@ public sealed class DirectorySource : IFileSource
         // the requester's handle is surely open): that handle may be closed while others still wait on us.
         using var handle = File.OpenHandle($"/proc/self/fd/{file.SafeFileHandle.DangerousGetHandle()}", FileMode.Open,
             FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, FileOptions.SequentialScan);
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var buffer = ArrayPool<byte>.Shared.Rent(HashBufferBytes);
-        try
+        var (digest, bytes) = await ContentDigest.OfFileAsync(handle);
+        if (bytes != size)
         {
-            long offset = 0;
-            int read;
-            while ((read = await RandomAccess.ReadAsync(handle, buffer, offset)) > 0)
-            {
-                hash.AppendData(buffer, 0, read);
-                offset += read;
-            }
-            if (offset != size)
-            {
-                throw new FileChangedException($"file is {offset} bytes, expected {size}: it changed while being hashed");
-            }
-            Interlocked.Increment(ref _digestsComputed);
-            Interlocked.Add(ref _bytesHashed, offset);
-            return new ContentDigest(hash.GetHashAndReset());
+            throw new FileChangedException($"file is {bytes} bytes, expected {size}: it changed while being hashed");
         }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+        Interlocked.Increment(ref _digestsComputed);
+        Interlocked.Add(ref _bytesHashed, bytes);
+        return digest;
     }
 
     private static void Check(int errno)

@@ -23,6 +23,29 @@ public readonly struct ContentDigest : IEquatable<ContentDigest>
 
     public static ContentDigest Parse(string hex) => new(Convert.FromHexString(hex));
 
+    /// <summary>Hashes an open file from its start to its end; returns the digest and the bytes hashed.</summary>
+    public static async Task<(ContentDigest Digest, long Bytes)> OfFileAsync(Microsoft.Win32.SafeHandles.SafeFileHandle file,
+        CancellationToken cancellationToken = default)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1024 * 1024);
+        try
+        {
+            long offset = 0;
+            int read;
+            while ((read = await RandomAccess.ReadAsync(file, buffer, offset, cancellationToken)) > 0)
+            {
+                hash.AppendData(buffer, 0, read);
+                offset += read;
+            }
+            return (new ContentDigest(hash.GetHashAndReset()), offset);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
     public override string ToString() => Convert.ToHexStringLower(Bytes);
 
     public bool Equals(ContentDigest other) => Bytes.SequenceEqual(other.Bytes);

@@ -27,7 +27,7 @@ internal sealed class GrowingFileBody : IResponseBody
     public long Length { get; }
 
     public bool TryCopyTo(Span<byte> destination) =>
-        _fill.State is FillState.Verified or FillState.Complete && new FileRegionBody(_file, _offset, Length).TryCopyTo(destination);
+        _fill.State == FillState.Complete && new FileRegionBody(_file, _offset, Length).TryCopyTo(destination);
 
     public async ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken)
     {
@@ -41,7 +41,7 @@ internal sealed class GrowingFileBody : IResponseBody
             {
                 throw new IOException($"upstream fetch failed after {written} bytes: {_fill.FailureReason}");
             }
-            var sendable = state == FillState.Running ? Math.Min(written, end - 1) : end;
+            var sendable = state == FillState.Complete ? end : Math.Min(written, end - 1);
             if (sendable > position)
             {
                 await sink.SendFileAsync(_file, position, sendable - position, cancellationToken);

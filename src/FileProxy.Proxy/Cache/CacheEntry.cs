@@ -63,6 +63,9 @@ internal sealed class CacheEntry
     /// <summary>Dropped from the index; its data file goes once the last reader is done.</summary>
     public bool Removed { get; set; }
 
+    /// <summary>The one check of an entry found at start-up, shared by its first requests.</summary>
+    public Task<bool>? Loading { get; set; }
+
     /// <summary>The one revalidation in flight, shared by everyone who finds the entry due.</summary>
     public Task<Revalidation>? Revalidating { get; set; }
 

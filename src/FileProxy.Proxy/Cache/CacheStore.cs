@@ -16,14 +16,12 @@ namespace FileProxy.Proxy.Cache;
 internal sealed class CacheStore
 {
     private readonly ILogger _log;
-    private readonly bool _fsync;
 
-    public CacheStore(string directory, bool fsync, ILogger log)
+    public CacheStore(string directory, ILogger log)
     {
         Root = Path.GetFullPath(directory);
         EntriesDirectory = Path.Join(Root, "entries");
         TempDirectory = Path.Join(Root, "tmp");
-        _fsync = fsync;
         _log = log;
         Directory.CreateDirectory(EntriesDirectory);
         Directory.CreateDirectory(TempDirectory);
@@ -57,10 +55,6 @@ internal sealed class CacheStore
         using (var meta = new FileStream(metaTemp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0))
         {
             meta.Write(record.ToBytes());
-            if (_fsync)
-            {
-                meta.Flush(flushToDisk: true);
-            }
         }
         File.Move(metaTemp, MetaPath(key), overwrite: true);
         return dataPath;

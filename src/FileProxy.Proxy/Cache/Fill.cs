@@ -59,9 +59,6 @@ internal sealed class Fill
         Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
-    /// <summary>Every byte arrived and the digest matched: readers may now send their last byte.</summary>
-    public void Verified() => End(FillState.Verified, "");
-
     public void Complete() => End(FillState.Complete, "");
 
     public void Fail(ResponseHead error)
@@ -104,7 +101,7 @@ internal sealed class Fill
 internal enum FillState
 {
     Running,
-    Verified,
+    /// <summary>Verified and committed: readers may send their last byte, and the entry is in the index.</summary>
     Complete,
     Failed,
 }
