@@ -24,6 +24,9 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
     private readonly HashSet<Task> _runningFills = [];
     private readonly CancellationTokenSource _shutdown = new();
     private readonly CounterSet _counters = new();
+
+    /// <summary>Ranges up to this size are read into memory and leave in one packet with their head.</summary>
+    private const int SmallBodyBytes = 12 * 1024;
     private readonly object[] _diskLocks = [.. Enumerable.Range(0, 64).Select(_ => new object())];
     private long _bytesCached;
     private int _disposed;
@@ -62,8 +65,8 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
                 {
                     return ByteRange.NotSatisfiable(request.Offset, metadata.Size);
                 }
-                var file = OpenEntry(entry);
-                if (file is null)
+                IResponseBody? body = range.Length <= SmallBodyBytes ? ReadSmall(entry, range) : OpenEntry(entry, range);
+                if (body is null)
                 {
                     continue; // evicted or replaced in between: look again
                 }
@@ -75,7 +78,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
                     Length = range.Length,
                     Source = stale ? ResponseSource.StaleHit : ResponseSource.CacheHit,
                 };
-                return new SourceResult(head, new CachedFileBody(file, range.Offset, range.Length, () => Release(entry)));
+                return new SourceResult(head, body);
             }
             var (fill, started) = JoinOrStartFill(name, key);
             if (fill is not null)
@@ -262,22 +265,17 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         return result;
     }
 
-    /// <summary>Opens a committed entry's file for one response, or null when it left the index meanwhile.</summary>
-    private FileStream? OpenEntry(CacheEntry entry)
+    /// <summary>Opens a committed entry's file for one response (sent with sendfile), or null when it left the
+    /// index meanwhile.</summary>
+    private CachedFileBody? OpenEntry(CacheEntry entry, ByteRange range)
     {
-        lock (_lock)
+        if (!Pin(entry))
         {
-            if (entry.Removed)
-            {
-                return null;
-            }
-            entry.Readers++;
-            _lru.Remove(entry.LruNode);
-            _lru.AddFirst(entry.LruNode);
+            return null;
         }
         try
         {
-            return FileRegionBody.OpenShared(entry.DataPath);
+            return new CachedFileBody(FileRegionBody.OpenShared(entry.DataPath), range.Offset, range.Length, () => Release(entry));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -288,6 +286,75 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
             }
             Release(entry);
             return null;
+        }
+    }
+
+    /// <summary>
+    /// Reads a small range into memory through the entry's shared descriptor: no open, fstat and close per request,
+    /// and the entry is free again before the response is sent. Null when the entry left the index meanwhile.
+    /// </summary>
+    private MemoryBody? ReadSmall(CacheEntry entry, ByteRange range)
+    {
+        if (!Pin(entry))
+        {
+            return null;
+        }
+        var body = new MemoryBody((int)range.Length);
+        try
+        {
+            var handle = SharedHandle(entry);
+            var done = 0;
+            while (done < range.Length)
+            {
+                var read = RandomAccess.Read(handle, body.Memory.Span[done..], range.Offset + done);
+                if (read == 0)
+                {
+                    throw new IOException($"cached file is shorter than its recorded {entry.Size} bytes");
+                }
+                done += read;
+            }
+            return body;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            body.Dispose();
+            _log.Error(e, "Cached file {Path} for {Name} cannot be read; dropping the entry", entry.DataPath, entry.Label);
+            lock (_lock)
+            {
+                RemoveLocked(entry);
+            }
+            return null;
+        }
+        finally
+        {
+            Release(entry);
+        }
+    }
+
+    /// <summary>The entry's descriptor shared by small reads, opened on first use; closed with the entry.</summary>
+    private Microsoft.Win32.SafeHandles.SafeFileHandle SharedHandle(CacheEntry entry)
+    {
+        lock (_lock)
+        {
+            return entry.SharedHandle ??= System.IO.File.OpenHandle(entry.DataPath, FileMode.Open, FileAccess.Read,
+                FileShare.ReadWrite | FileShare.Delete);
+        }
+    }
+
+    /// <summary>Marks an entry as being read (never evicted meanwhile) and most recently used; false when it left
+    /// the index.</summary>
+    private bool Pin(CacheEntry entry)
+    {
+        lock (_lock)
+        {
+            if (entry.Removed)
+            {
+                return false;
+            }
+            entry.Readers++;
+            _lru.Remove(entry.LruNode);
+            _lru.AddFirst(entry.LruNode);
+            return true;
         }
     }
 
@@ -373,6 +440,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
             }
             entry.Readers = -1; // deleted: never again
         }
+        entry.SharedHandle?.Dispose();
         lock (DiskLock(entry.Key))
         {
             bool replaced;

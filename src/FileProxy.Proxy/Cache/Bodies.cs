@@ -136,3 +136,46 @@ internal sealed class UpstreamStreamBody : IResponseBody
         }
     }
 }
+
+/// <summary>A small body already read into a pooled buffer.</summary>
+internal sealed class MemoryBody : IResponseBody, IDisposable
+{
+    private byte[]? _buffer;
+
+    public MemoryBody(int length)
+    {
+        _buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
+        Length = length;
+    }
+
+    public long Length { get; }
+
+    public Memory<byte> Memory => _buffer.AsMemory(0, (int)Length);
+
+    public bool TryCopyTo(Span<byte> destination)
+    {
+        if (destination.Length < Length)
+        {
+            return false;
+        }
+        Memory.Span.CopyTo(destination);
+        return true;
+    }
+
+    public ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken) => sink.WriteAsync(Memory, cancellationToken);
+
+    public void Dispose()
+    {
+        var buffer = Interlocked.Exchange(ref _buffer, null);
+        if (buffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

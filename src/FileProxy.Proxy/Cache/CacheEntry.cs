@@ -63,6 +63,9 @@ internal sealed class CacheEntry
     /// <summary>Dropped from the index; its data file goes once the last reader is done.</summary>
     public bool Removed { get; set; }
 
+    /// <summary>Descriptor for small reads, shared by every response; open from first use until deletion.</summary>
+    public Microsoft.Win32.SafeHandles.SafeFileHandle? SharedHandle { get; set; }
+
     /// <summary>The one check of an entry found at start-up, shared by its first requests.</summary>
     public Task<bool>? Loading { get; set; }
 
