@@ -18,6 +18,7 @@ public sealed class FileClient : IAsyncDisposable
     private readonly FileClientOptions _options;
     private readonly byte[] _requestBuffer = new byte[WireCodec.MaxRequestFrame];
     private GetResponse? _openResponse;
+    private CancellationTokenSource _timeout = new();
     private bool _broken;
     private int _disposed;
 
@@ -91,6 +92,7 @@ public sealed class FileClient : IAsyncDisposable
         {
             _socket.Dispose();
             _reader.Dispose();
+            _timeout.Dispose();
         }
         return ValueTask.CompletedTask;
     }
@@ -107,16 +109,15 @@ public sealed class FileClient : IAsyncDisposable
             throw new UpstreamException("connection is no longer usable after an earlier failure");
         }
         var length = WireCodec.EncodeRequest(request, _requestBuffer);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_options.ResponseTimeout);
+        using var registration = Arm(cancellationToken, out var token);
         try
         {
             var data = _requestBuffer.AsMemory(0, length);
             while (!data.IsEmpty)
             {
-                data = data[await _socket.SendAsync(data, SocketFlags.None, timeout.Token)..];
+                data = data[await _socket.SendAsync(data, SocketFlags.None, token)..];
             }
-            var frame = await _reader.ReadFrameAsync(null, timeout.Token)
+            var frame = await _reader.ReadFrameAsync(null, token)
                 ?? throw new UpstreamException($"{RemoteEndPoint} closed the connection without answering");
             return WireCodec.DecodeResponse(request.Opcode, frame.Header, frame.Payload.Span);
         }
@@ -136,12 +137,11 @@ public sealed class FileClient : IAsyncDisposable
         {
             destination = destination[..(int)response.Remaining];
         }
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_options.ResponseTimeout);
         int read;
+        using var registration = Arm(cancellationToken, out var token);
         try
         {
-            read = await _reader.ReadBodyAsync(destination, timeout.Token);
+            read = await _reader.ReadBodyAsync(destination, token);
         }
         catch (Exception e) when (Fail(e, cancellationToken) is { } wrapped)
         {
@@ -160,6 +160,22 @@ public sealed class FileClient : IAsyncDisposable
             _openResponse = null;
         }
         return read;
+    }
+
+    /// <summary>Arms this connection's one reusable timeout for the next operation and ties the caller's token to
+    /// it (no linked token source per request: small requests are dominated by such costs).</summary>
+    private CancellationTokenRegistration Arm(CancellationToken cancellationToken, out CancellationToken token)
+    {
+        if (!_timeout.TryReset())
+        {
+            _timeout.Dispose();
+            _timeout = new CancellationTokenSource();
+        }
+        _timeout.CancelAfter(_options.ResponseTimeout);
+        token = _timeout.Token;
+        return cancellationToken.CanBeCanceled
+            ? cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), _timeout)
+            : default;
     }
 
     /// <summary>Whether body bytes can be read now without waiting for the network.</summary>

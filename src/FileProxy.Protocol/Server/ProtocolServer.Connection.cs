@@ -22,7 +22,11 @@ public sealed partial class ProtocolServer
         private readonly FrameReader _reader;
         private readonly SocketSender _sender;
         private readonly byte[] _writeBuffer = ArrayPool<byte>.Shared.Rent(WriteBufferBytes);
-        private CancellationTokenSource _timeout;
+        private readonly CancellationTokenSource _readCancel;
+        private readonly Action _onFirstByte;
+        private long _phaseStarted;
+        private volatile int _phase;
+        private volatile bool _timedOut;
 
         public Connection(ProtocolServer server, Socket socket, ILogger log)
         {
@@ -31,12 +35,26 @@ public sealed partial class ProtocolServer
             _log = log;
             _reader = new FrameReader(socket, WireCodec.MaxRequestFrame - ProtocolLimits.FrameHeaderLength);
             _sender = new SocketSender(socket);
-            _timeout = CancellationTokenSource.CreateLinkedTokenSource(server._stopping.Token);
+            _readCancel = CancellationTokenSource.CreateLinkedTokenSource(server._stopping.Token);
+            _onFirstByte = () => Enter(HeaderPhase);
         }
 
         private CancellationToken Abort => _server._aborting.Token;
 
         public async Task RunAsync()
+        {
+            _server._live[this] = 0;
+            try
+            {
+                await ServeAsync();
+            }
+            finally
+            {
+                _server._live.TryRemove(this, out _);
+            }
+        }
+
+        private async Task ServeAsync()
         {
             _log.Debug("Connection opened");
             using var abort = Abort.Register(static state => ((Socket)state!).Dispose(), _socket);
@@ -53,7 +71,7 @@ public sealed partial class ProtocolServer
 
         public void Dispose()
         {
-            _timeout.Dispose();
+            _readCancel.Dispose();
             _reader.Dispose();
             _sender.Dispose();
             ArrayPool<byte>.Shared.Return(_writeBuffer);
@@ -65,32 +83,49 @@ public sealed partial class ProtocolServer
         public ValueTask SendFileAsync(FileStream file, long offset, long count, CancellationToken cancellationToken) =>
             _sender.SendFileAsync(file, offset, count, cancellationToken);
 
+        private const int BusyPhase = 0;
+        private const int IdlePhase = 1;
+        private const int HeaderPhase = 2;
+
+        private void Enter(int phase)
+        {
+            Volatile.Write(ref _phaseStarted, Environment.TickCount64);
+            _phase = phase;
+        }
+
+        /// <summary>Called by the server's heartbeat: cuts a read that has waited past its timeout. No timer is
+        /// armed per request; one sweep over all connections does it.</summary>
+        public void CheckTimeout(long now)
+        {
+            var limit = _phase switch
+            {
+                IdlePhase => _server._options.IdleTimeout,
+                HeaderPhase => _server._options.HeaderTimeout,
+                _ => Timeout.InfiniteTimeSpan,
+            };
+            if (limit != Timeout.InfiniteTimeSpan && now - Volatile.Read(ref _phaseStarted) > limit.TotalMilliseconds && !_timedOut)
+            {
+                _timedOut = true;
+                _readCancel.Cancel();
+            }
+        }
+
         /// <summary>Waits for the next request: up to the idle timeout for its first byte, then up to the header
         /// timeout for the rest. Null means close the connection (peer left, timed out, or the server stops).</summary>
         private async ValueTask<Frame?> ReadRequestFrameAsync()
         {
-            if (!_timeout.TryReset())
-            {
-                _timeout.Dispose();
-                _timeout = CancellationTokenSource.CreateLinkedTokenSource(_server._stopping.Token);
-            }
-            var headerStarted = false;
-            _timeout.CancelAfter(_server._options.IdleTimeout);
+            Enter(IdlePhase);
             try
             {
-                var frame = await _reader.ReadFrameAsync(() =>
-                {
-                    headerStarted = true;
-                    _timeout.CancelAfter(_server._options.HeaderTimeout);
-                }, _timeout.Token);
-                _timeout.CancelAfter(Timeout.InfiniteTimeSpan);
+                var frame = await _reader.ReadFrameAsync(_onFirstByte, _readCancel.Token);
+                Enter(BusyPhase);
                 return frame;
             }
-            catch (OperationCanceledException) when (_server._stopping.IsCancellationRequested)
+            catch (OperationCanceledException) when (_server._stopping.IsCancellationRequested && !_timedOut)
             {
                 return null;
             }
-            catch (OperationCanceledException) when (headerStarted)
+            catch (OperationCanceledException) when (_phase == HeaderPhase)
             {
                 _log.Warning("Request frame not completed within {HeaderTimeoutSeconds} s; closing",
                     _server._options.HeaderTimeout.TotalSeconds);

@@ -19,6 +19,8 @@ public sealed partial class ProtocolServer : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationTokenSource _aborting = new();
     private readonly Dictionary<long, Task> _connections = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Connection, byte> _live = new();
+    private readonly Timer _heartbeat;
     private readonly Lock _connectionsLock = new();
     private readonly ServerCounters _counters = new();
     private Task? _acceptLoop;
@@ -32,6 +34,19 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         _log = (log ?? Log.Logger).ForContext<ProtocolServer>();
         _listener = SocketSetup.Listen(options.EndPoint, options.Mptcp);
         LocalEndPoint = (IPEndPoint)_listener.LocalEndPoint!;
+        var beat = TimeSpan.FromMilliseconds(Math.Clamp(
+            Math.Min(options.HeaderTimeout.TotalMilliseconds, options.IdleTimeout.TotalMilliseconds) / 4, 10, 1000));
+        _heartbeat = new Timer(static state => ((ProtocolServer)state!).Heartbeat(), this, beat, beat);
+    }
+
+    /// <summary>Enforces the idle and header timeouts of every connection.</summary>
+    private void Heartbeat()
+    {
+        var now = Environment.TickCount64;
+        foreach (var connection in _live.Keys)
+        {
+            connection.CheckTimeout(now);
+        }
     }
 
     /// <summary>The bound address; the port is the real one when the options asked for port 0.</summary>
@@ -86,6 +101,7 @@ public sealed partial class ProtocolServer : IAsyncDisposable
             return;
         }
         await StopAsync();
+        await _heartbeat.DisposeAsync();
         _stopping.Dispose();
         _aborting.Dispose();
     }
