@@ -1,0 +1,69 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Security.Cryptography;
+
+namespace FileProxy.Bench;
+
+/// <summary>
+/// Where <c>get</c> puts a body, whatever the protocol: read in 1 MiB blocks and, when there is a file, written
+/// while the next block is read (two pooled buffers, as our client's <c>BodyCopier</c> does); otherwise discarded.
+/// </summary>
+internal static class BodySink
+{
+    private const int BlockBytes = 1024 * 1024;
+
+    /// <summary>Reads <paramref name="read"/> to its end. Returns the time from <paramref name="start"/> (a
+    /// <see cref="Stopwatch"/> timestamp) to the first body bytes, and the number of bytes.</summary>
+    public static async Task<(TimeSpan TimeToFirstByte, long Bytes)> ReceiveAsync(
+        Func<Memory<byte>, CancellationToken, ValueTask<int>> read, string? path, IncrementalHash? hash, long start,
+        CancellationToken cancellationToken)
+    {
+        var buffers = new[] { ArrayPool<byte>.Shared.Rent(BlockBytes), ArrayPool<byte>.Shared.Rent(BlockBytes) };
+        using var file = path is null ? null : File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.None);
+        var pending = Task.CompletedTask;
+        var ttfb = TimeSpan.Zero;
+        long position = 0;
+        try
+        {
+            for (var turn = 0; ; turn ^= 1)
+            {
+                var buffer = buffers[turn];
+                var count = await read(buffer.AsMemory(0, BlockBytes), cancellationToken);
+                if (position == 0)
+                {
+                    ttfb = Stopwatch.GetElapsedTime(start);
+                }
+                await pending;
+                if (count == 0)
+                {
+                    return (ttfb, position);
+                }
+                var at = position;
+                position += count;
+                if (file is not null || hash is not null)
+                {
+                    pending = Task.Run(() =>
+                    {
+                        hash?.AppendData(buffer, 0, count);
+                        if (file is not null)
+                        {
+                            RandomAccess.Write(file, buffer.AsSpan(0, count), at);
+                        }
+                    }, CancellationToken.None);
+                }
+            }
+        }
+        finally
+        {
+            try
+            {
+                await pending;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffers[0]);
+                ArrayPool<byte>.Shared.Return(buffers[1]);
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+using System.CommandLine;
+using FileProxy.Bench;
+using FileProxy.Protocol.Hosting;
+
+var root = new RootCommand("FileProxy benchmark tool: load generators, a throttling relay and the report for bench/run.sh.")
+{
+    GetCommand.Build(),
+    LoadCommand.Build(),
+    RelayCommand.Build(),
+    ReportCommand.Build(),
+};
+return await CommandLine.RunAsync(root, args);
