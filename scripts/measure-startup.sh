@@ -27,8 +27,8 @@ for i in range(count):
     data_name = f"{key}.{i:032x}.data"
     with open(os.path.join(shard, data_name), "wb") as f:
         f.write(data)
-    digest = hashlib.sha256(data).hexdigest()
-    meta = (f"fileproxy-cache-entry 1\nname {name}\nsize {len(data)}\nversion v{i}\nsha256 {digest}\n"
+    digest = "0" * 64  # placeholder: start-up reads no metadata; a first use would check (and drop) it
+    meta = (f"fileproxy-cache-entry 2\nname {name}\nsize {len(data)}\nversion v{i}\nblake3 {digest}\n"
             f"data {data_name}\nfetched {now - i}\n")
     with open(os.path.join(shard, key + ".meta"), "w") as f:
         f.write(meta)

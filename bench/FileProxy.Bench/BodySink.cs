@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
-using System.Security.Cryptography;
+using FileProxy.Protocol.Wire;
 
 namespace FileProxy.Bench;
 
@@ -15,7 +15,7 @@ internal static class BodySink
     /// <summary>Reads <paramref name="read"/> to its end. Returns the time from <paramref name="start"/> (a
     /// <see cref="Stopwatch"/> timestamp) to the first body bytes, and the number of bytes.</summary>
     public static async Task<(TimeSpan TimeToFirstByte, long Bytes)> ReceiveAsync(
-        Func<Memory<byte>, CancellationToken, ValueTask<int>> read, string? path, IncrementalHash? hash, long start,
+        Func<Memory<byte>, CancellationToken, ValueTask<int>> read, string? path, ContentHasher? hash, long start,
         CancellationToken cancellationToken)
     {
         var buffers = new[] { ArrayPool<byte>.Shared.Rent(BlockBytes), ArrayPool<byte>.Shared.Rent(BlockBytes) };
@@ -44,7 +44,7 @@ internal static class BodySink
                 {
                     pending = Task.Run(() =>
                     {
-                        hash?.AppendData(buffer, 0, count);
+                        hash?.Append(buffer.AsSpan(0, count));
                         if (file is not null)
                         {
                             RandomAccess.Write(file, buffer.AsSpan(0, count), at);

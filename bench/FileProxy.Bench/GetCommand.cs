@@ -28,7 +28,7 @@ internal static class GetCommand
         {
             Description = "Fetch this (small, cached) file once before timing, so that this process's first-use costs (JIT) are not timed",
         };
-        var verify = new Option<bool>("--verify") { Description = "Check each body's SHA-256 against the announced digest, as our client does (our protocol only)" };
+        var verify = new Option<bool>("--verify") { Description = "Check each body's BLAKE3 against the announced digest, as our client does (our protocol only)" };
         var command = new Command("get", "N concurrent clients fetch one file; one JSON line per client")
         {
             name, proxy, http, clients, output, warmup, verify,
@@ -105,10 +105,10 @@ internal static class GetCommand
             {
                 return FetchResult.Failed(start, cache, $"{head.Status}: {head.Message}");
             }
-            using var hash = verify ? IncrementalHash.CreateHash(HashAlgorithmName.SHA256) : null;
+            using var hash = verify ? new ContentHasher() : null;
             var (ttfb, bytes) = await BodySink.ReceiveAsync(response.ReadAsync, path, hash, start, cancellationToken);
             var error = bytes != head.Length ? $"received {bytes} of {head.Length} bytes"
-                : hash is not null && new ContentDigest(hash.GetHashAndReset()) != head.File!.Digest ? "SHA-256 mismatch"
+                : hash is not null && hash.Finish() != head.File!.Digest ? "BLAKE3 mismatch"
                 : null;
             return new FetchResult(ttfb, Stopwatch.GetElapsedTime(start), bytes, cache, error);
         }

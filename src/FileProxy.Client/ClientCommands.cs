@@ -36,7 +36,7 @@ internal static class ClientCommands
     public static RootCommand Build()
     {
         var root = new RootCommand(
-            "FileProxy client: fetches a file through a FileProxy proxy (or straight from a server), checks its SHA-256 and writes it to disk.");
+            "FileProxy client: fetches a file through a FileProxy proxy (or straight from a server), checks its BLAKE3 and writes it to disk.");
         var get = GetCommand("get", "Fetch a file (the default command; use 'get' for a file named like a command)");
         foreach (var option in get.Options)
         {
@@ -95,7 +95,7 @@ internal static class ClientCommands
     private static Command StatCommand()
     {
         var fileName = new Argument<string>("NAME") { Description = "File to describe" };
-        var command = new Command("stat", "Print a file's size, version tag and SHA-256 without fetching it") { fileName, Proxy, Mptcp, LogLevel };
+        var command = new Command("stat", "Print a file's size, version tag and BLAKE3 without fetching it") { fileName, Proxy, Mptcp, LogLevel };
         command.SetAction((parse, cancellationToken) => WithClientAsync(parse, async client =>
         {
             var head = await client.StatAsync(parse.GetValue(fileName)!, cancellationToken);
@@ -107,7 +107,7 @@ internal static class ClientCommands
             Console.WriteLine($"name:    {parse.GetValue(fileName)}");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"size:    {head.File!.Size} ({Units.FormatBytes(head.File.Size)})"));
             Console.WriteLine($"version: {head.File.Version}");
-            Console.WriteLine($"sha256:  {head.File.Digest}");
+            Console.WriteLine($"blake3:  {head.File.Digest}");
             Console.WriteLine($"source:  {Describe(head.Source)}");
             return ExitCodes.Success;
         }, cancellationToken));
@@ -213,7 +213,7 @@ internal static class ClientCommands
         var head = result.Head!;
         var seconds = Math.Max(result.Elapsed.TotalSeconds, 1e-6);
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}, sha256 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{(toStdout ? "" : " -> " + target)}");
+            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{(toStdout ? "" : " -> " + target)}");
         (toStdout ? Console.Error : Console.Out).WriteLine(line);
     }
 

@@ -16,7 +16,7 @@ internal sealed record DownloadResult(int ExitCode, string Message)
 }
 
 /// <summary>
-/// Fetches one file into a temporary file beside the output, checks its length and SHA-256 digest, and only then
+/// Fetches one file into a temporary file beside the output, checks its length and BLAKE3 digest, and only then
 /// renames it to the output path. A failed download leaves the output path as it was and no temporary file.
 /// </summary>
 internal static class Download
@@ -43,7 +43,7 @@ internal static class Download
         }
         try
         {
-            using var hash = whole ? IncrementalHash.CreateHash(HashAlgorithmName.SHA256) : null;
+            using var hash = whole ? new ContentHasher() : null;
             long copied;
             using (var file = File.OpenHandle(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None,
                        FileOptions.None))
@@ -56,7 +56,7 @@ internal static class Download
             }
             if (hash is not null)
             {
-                var digest = new ContentDigest(hash.GetHashAndReset());
+                var digest = hash.Finish();
                 if (digest != head.File!.Digest)
                 {
                     return Fail(ExitCodes.IntegrityError,
@@ -100,7 +100,7 @@ internal static class Download
             return new DownloadResult(ExitCodes.For(head.Status), $"{head.Status}: {head.Message}") { Head = head };
         }
         var whole = head.Offset == 0 && head.Length == head.File!.Size;
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        using var hash = new ContentHasher();
         var buffer = new byte[BodyCopier.BlockBytes];
         long copied = 0;
         try
@@ -108,7 +108,7 @@ internal static class Download
             int read;
             while ((read = await response.ReadAsync(buffer, cancellationToken)) > 0)
             {
-                hash.AppendData(buffer, 0, read);
+                hash.Append(buffer.AsSpan(0, read));
                 await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
                 copied += read;
             }
@@ -118,7 +118,7 @@ internal static class Download
         {
             return new DownloadResult(ExitCodes.NetworkError, e.Message) { Head = head, Bytes = copied };
         }
-        if (whole && new ContentDigest(hash.GetHashAndReset()) != head.File!.Digest)
+        if (whole && hash.Finish() != head.File!.Digest)
         {
             return new DownloadResult(ExitCodes.IntegrityError, "integrity check failed: digest mismatch") { Head = head, Bytes = copied };
         }

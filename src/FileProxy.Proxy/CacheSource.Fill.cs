@@ -156,7 +156,7 @@ public sealed partial class CacheSource
             var handle = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite,
                 FileShare.ReadWrite | FileShare.Delete, FileOptions.None);
             fill.Started(handle, head);
-            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            using var hash = new ContentHasher();
             var copied = await BodyCopier.CopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
             Interlocked.Add(ref _counters.BytesFetched, copied);
             await _upstream.ReturnAsync(client);
@@ -165,7 +165,7 @@ public sealed partial class CacheSource
             {
                 throw new UpstreamException($"upstream sent {copied} of {metadata.Size} bytes");
             }
-            var digest = new ContentDigest(hash.GetHashAndReset());
+            var digest = hash.Finish();
             if (digest != metadata.Digest)
             {
                 _log.Error("{Name}: upstream bytes hash to {Actual}, it announced {Announced}; not caching", fill.Name, digest, metadata.Digest);

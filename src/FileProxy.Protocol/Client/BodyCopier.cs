@@ -1,5 +1,5 @@
 using System.Buffers;
-using System.Security.Cryptography;
+using FileProxy.Protocol.Wire;
 using Microsoft.Win32.SafeHandles;
 
 namespace FileProxy.Protocol.Client;
@@ -18,7 +18,7 @@ public static class BodyCopier
     /// <paramref name="fileOffset"/>, feeding <paramref name="hash"/> in order. <paramref name="written"/> is called
     /// with the file length written so far, in order, after each block is in the file.</summary>
     public static async Task<long> CopyToFileAsync(GetResponse response, SafeFileHandle file, long fileOffset,
-        IncrementalHash? hash, Action<long>? written, CancellationToken cancellationToken)
+        ContentHasher? hash, Action<long>? written, CancellationToken cancellationToken)
     {
         var buffers = new byte[Blocks][];
         var busy = new Task[Blocks];
@@ -51,7 +51,7 @@ public static class BodyCopier
                 });
                 if (hash is not null)
                 {
-                    hashing = AfterAsync(hashing, () => hash.AppendData(buffer, 0, read));
+                    hashing = AfterAsync(hashing, () => hash.Append(buffer.AsSpan(0, read)));
                 }
                 busy[block] = Task.WhenAll(writing, hashing);
             }

@@ -1,8 +1,7 @@
-using System.Security.Cryptography;
 
 namespace FileProxy.Protocol.Wire;
 
-/// <summary>A SHA-256 digest of a whole file's content (32 bytes).</summary>
+/// <summary>A BLAKE3 digest (256 bits) of a whole file's content; see docs/PROTOCOL.md for why BLAKE3.</summary>
 public readonly struct ContentDigest : IEquatable<ContentDigest>
 {
     public const int Length = 32;
@@ -19,7 +18,12 @@ public readonly struct ContentDigest : IEquatable<ContentDigest>
 
     public ReadOnlySpan<byte> Bytes => _bytes ?? new byte[Length];
 
-    public static ContentDigest Of(ReadOnlySpan<byte> content) => new(SHA256.HashData(content));
+    public static ContentDigest Of(ReadOnlySpan<byte> content)
+    {
+        Span<byte> digest = stackalloc byte[Length];
+        Blake3.Hasher.Hash(content, digest);
+        return new ContentDigest(digest);
+    }
 
     public static ContentDigest Parse(string hex) => new(Convert.FromHexString(hex));
 
@@ -27,7 +31,7 @@ public readonly struct ContentDigest : IEquatable<ContentDigest>
     public static async Task<(ContentDigest Digest, long Bytes)> OfFileAsync(Microsoft.Win32.SafeHandles.SafeFileHandle file,
         CancellationToken cancellationToken = default)
     {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        using var hash = new ContentHasher();
         var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1024 * 1024);
         try
         {
@@ -35,10 +39,10 @@ public readonly struct ContentDigest : IEquatable<ContentDigest>
             int read;
             while ((read = await RandomAccess.ReadAsync(file, buffer, offset, cancellationToken)) > 0)
             {
-                hash.AppendData(buffer, 0, read);
+                hash.Append(buffer.AsSpan(0, read));
                 offset += read;
             }
-            return (new ContentDigest(hash.GetHashAndReset()), offset);
+            return (hash.Finish(), offset);
         }
         finally
         {

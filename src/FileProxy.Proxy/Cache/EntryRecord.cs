@@ -6,14 +6,14 @@ namespace FileProxy.Proxy.Cache;
 
 /// <summary>
 /// What the <c>.meta</c> file beside each cached file says, as lines of <c>key value</c>:
-/// format, name, size, version, sha256, data (the data file's name in the same directory), fetched (Unix ms).
+/// format, name, size, version, blake3, data (the data file's name in the same directory), fetched (Unix ms).
 /// </summary>
 internal sealed record EntryRecord(string Name, FileMetadata File, string DataFileName, long FetchedUnixMs)
 {
-    private const string Format = "fileproxy-cache-entry 1";
+    private const string Format = "fileproxy-cache-entry 2";
 
     public string Serialize() => string.Create(CultureInfo.InvariantCulture,
-        $"{Format}\nname {Name}\nsize {File.Size}\nversion {File.Version}\nsha256 {File.Digest}\ndata {DataFileName}\nfetched {FetchedUnixMs}\n");
+        $"{Format}\nname {Name}\nsize {File.Size}\nversion {File.Version}\nblake3 {File.Digest}\ndata {DataFileName}\nfetched {FetchedUnixMs}\n");
 
     public static EntryRecord? TryParse(string text)
     {
@@ -36,7 +36,7 @@ internal sealed record EntryRecord(string Name, FileMetadata File, string DataFi
             var file = new FileMetadata(
                 long.Parse(fields["size"], CultureInfo.InvariantCulture),
                 fields["version"],
-                ContentDigest.Parse(fields["sha256"]));
+                ContentDigest.Parse(fields["blake3"]));
             var data = fields["data"];
             return data.Contains('/', StringComparison.Ordinal) || file.Size < 0
                 ? null

@@ -5,10 +5,26 @@ namespace FileProxy.Protocol.Tests.Wire;
 public sealed class ContentDigestTests
 {
     [Fact]
-    public void Of_computes_SHA256_and_prints_lowercase_hex()
+    public void Of_computes_BLAKE3_and_prints_lowercase_hex()
     {
         ContentDigest.Of("abc"u8).ToString()
-            .Should().Be("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+            .Should().Be("6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85");
+        ContentDigest.Of([]).ToString()
+            .Should().Be("af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
+    }
+
+    [Fact]
+    public void A_hasher_fed_in_pieces_gives_the_one_shot_digest()
+    {
+        var data = new byte[3 * 1024 * 1024 + 17];
+        new Random(5).NextBytes(data);
+        using var hasher = new ContentHasher();
+        for (var offset = 0; offset < data.Length; offset += 65_521)
+        {
+            hasher.Append(data.AsSpan(offset, Math.Min(65_521, data.Length - offset)));
+        }
+
+        hasher.Finish().Should().Be(ContentDigest.Of(data));
     }
 
     [Fact]
