@@ -59,6 +59,7 @@ public static class CommandLine
     /// Ctrl+C and SIGTERM cancel the action's token and the action decides how to wind down.</summary>
     public static async Task<int> RunAsync(RootCommand root, string[] args)
     {
+        UseInlineSocketCompletions();
         var parseResult = root.Parse(args);
         if (parseResult.Errors.Count > 0 && parseResult.Action is not System.CommandLine.Help.HelpAction)
         {
@@ -78,6 +79,20 @@ public static class CommandLine
         {
             context.Cancel = true;
             shutdown.Cancel();
+        }
+    }
+
+    /// <summary>
+    /// Runs socket continuations on the socket engine's own thread instead of hopping to the thread pool (unless the
+    /// environment already says otherwise). Our request path does no long blocking work, and this one switch took
+    /// 4 KiB hits from 32,764 to 62,605 requests/s in bench/run.sh --quick. Must run before the first socket.
+    /// </summary>
+    public static void UseInlineSocketCompletions()
+    {
+        const string Variable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+        if (Environment.GetEnvironmentVariable(Variable) is null)
+        {
+            Environment.SetEnvironmentVariable(Variable, "1");
         }
     }
 
