@@ -9,7 +9,6 @@ namespace FileProxy.IntegrationTests.EndToEnd;
 /// a cut body is never passed off as a whole one, and nothing half-fetched stays in the cache.</summary>
 public sealed class OriginFailureTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan CleanupWait = TimeSpan.FromSeconds(5);
 
     [Fact]
     public async Task A_cached_file_is_still_served_with_the_origin_stopped()
@@ -46,7 +45,7 @@ public sealed class OriginFailureTests(ITestOutputHelper output)
         miss.Head.Status.Should().Be(StatusCode.UpstreamUnavailable);
         miss.Head.Message.Should().Contain("origin", "the client is told that the origin, not the file, is the problem");
         stats.Status.Should().Be(StatusCode.Ok, "the failed miss was an answer; the connection goes on");
-        await Polling.UntilAsync(() => cluster.FilesInCache().Count == 0, CleanupWait, deadline.Token);
+        await Poll.UntilAsync(() => cluster.FilesInCache().Count == 0, "the failed fill's files are gone", deadline.Token);
         cluster.FilesInCache().Should().BeEmpty();
     }
 
@@ -121,7 +120,7 @@ public sealed class OriginFailureTests(ITestOutputHelper output)
             var cut = () => Fetch.GetAsync(broken, "cut.bin", deadline.Token);
             await cut.Should().ThrowAsync<UpstreamException>();
         }
-        await Polling.UntilAsync(() => cluster.FilesInCache().Count == 0, CleanupWait, deadline.Token);
+        await Poll.UntilAsync(() => cluster.FilesInCache().Count == 0, "the failed fill's files are gone", deadline.Token);
         var afterFailure = cluster.FilesInCache();
         var statsAfterFailure = await cluster.ProxyStatsAsync(deadline.Token);
 
