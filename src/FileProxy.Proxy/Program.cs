@@ -58,49 +58,29 @@ command.Validators.Add(result =>
         result.AddError("give the listening port either as LISTEN_PORT or as --port, not both");
     }
 });
-command.SetAction(async (parse, cancellationToken) =>
+command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse.GetValue(logLevel), () =>
 {
-    CommandLine.ConfigureLogging(parse.GetValue(logLevel));
-    try
+    var host = parse.GetValue(upstreamHostArgument) ?? parse.GetValue(upstreamHost) ?? "127.0.0.1";
+    var originPort = parse.GetResult(upstreamPortArgument) is { Tokens.Count: > 0 } ? parse.GetValue(upstreamPortArgument) : parse.GetValue(upstreamPort);
+    var listenPort = parse.GetResult(listenPortArgument) is { Tokens.Count: > 0 } ? parse.GetValue(listenPortArgument) : parse.GetValue(port);
+    var cache = new CacheOptions
     {
-        var host = parse.GetValue(upstreamHostArgument) ?? parse.GetValue(upstreamHost) ?? "127.0.0.1";
-        var originPort = parse.GetResult(upstreamPortArgument) is { Tokens.Count: > 0 } ? parse.GetValue(upstreamPortArgument) : parse.GetValue(upstreamPort);
-        var listenPort = parse.GetResult(listenPortArgument) is { Tokens.Count: > 0 } ? parse.GetValue(listenPortArgument) : parse.GetValue(port);
-        var cache = new CacheOptions
-        {
-            Directory = parse.GetValue(cacheDir)!.FullName,
-            MaxBytes = parse.GetResult(maxSize) is null ? long.MaxValue : parse.GetValue(maxSize),
-            RevalidateAfter = parse.GetValue(revalidate),
-            ServeStaleOnError = parse.GetValue(serveStale),
-            AllowPurge = parse.GetValue(allowPurge),
-            Fsync = !parse.GetValue(noFsync),
-        };
-        var serverOptions = new ProtocolServerOptions
-        {
-            EndPoint = new IPEndPoint(parse.GetValue(listen)!, listenPort),
-            MaxConnections = parse.GetValue(maxConnections),
-            DrainTimeout = parse.GetValue(drain),
-            Mptcp = parse.GetValue(mptcp),
-        };
-        Log.Information("Upstream {Host}:{Port}", host, originPort);
-        var (server, source) = ProxyServer.Create(host, originPort, cache, serverOptions, new FileClientOptions { Mptcp = parse.GetValue(upstreamMptcp) });
-        await using (source)
-        await using (server)
-        {
-            server.Start();
-            await Task.Delay(Timeout.Infinite, cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
-            await server.StopAsync();
-        }
-        return 0;
-    }
-    catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        Directory = parse.GetValue(cacheDir)!.FullName,
+        MaxBytes = parse.GetResult(maxSize) is null ? long.MaxValue : parse.GetValue(maxSize),
+        RevalidateAfter = parse.GetValue(revalidate),
+        ServeStaleOnError = parse.GetValue(serveStale),
+        AllowPurge = parse.GetValue(allowPurge),
+        Fsync = !parse.GetValue(noFsync),
+    };
+    var serverOptions = new ProtocolServerOptions
     {
-        Log.Fatal("Cannot start: {Reason}", e.Message);
-        return 1;
-    }
-    finally
-    {
-        await Log.CloseAndFlushAsync();
-    }
-});
+        EndPoint = new IPEndPoint(parse.GetValue(listen)!, listenPort),
+        MaxConnections = parse.GetValue(maxConnections),
+        DrainTimeout = parse.GetValue(drain),
+        Mptcp = parse.GetValue(mptcp),
+    };
+    Log.Information("Upstream {Host}:{Port}", host, originPort);
+    var (server, source) = ProxyServer.Create(host, originPort, cache, serverOptions, new FileClientOptions { Mptcp = parse.GetValue(upstreamMptcp) });
+    return (server, source);
+}, cancellationToken));
 return await CommandLine.RunAsync(command, args);

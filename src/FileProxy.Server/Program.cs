@@ -3,7 +3,6 @@ using System.Net;
 using FileProxy.Protocol.Hosting;
 using FileProxy.Protocol.Server;
 using FileProxy.Server;
-using Serilog;
 
 var root = new Option<DirectoryInfo>("--root")
 {
@@ -25,32 +24,15 @@ var command = new RootCommand("FileProxy origin server: serves the files under a
 {
     root, port, listen, maxConnections, drain, mptcp, logLevel,
 };
-command.SetAction(async (parse, cancellationToken) =>
+command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse.GetValue(logLevel), () =>
 {
-    CommandLine.ConfigureLogging(parse.GetValue(logLevel));
-    try
+    var options = new ProtocolServerOptions
     {
-        var options = new ProtocolServerOptions
-        {
-            EndPoint = new IPEndPoint(parse.GetValue(listen)!, parse.GetValue(port)),
-            MaxConnections = parse.GetValue(maxConnections),
-            DrainTimeout = parse.GetValue(drain),
-            Mptcp = parse.GetValue(mptcp),
-        };
-        await using var server = OriginServer.Create(parse.GetValue(root)!.FullName, options);
-        server.Start();
-        await Task.Delay(Timeout.Infinite, cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
-        await server.StopAsync();
-        return 0;
-    }
-    catch (Exception e) when (e is DirectoryNotFoundException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
-    {
-        Log.Fatal("Cannot start: {Reason}", e.Message);
-        return 1;
-    }
-    finally
-    {
-        await Log.CloseAndFlushAsync();
-    }
-});
+        EndPoint = new IPEndPoint(parse.GetValue(listen)!, parse.GetValue(port)),
+        MaxConnections = parse.GetValue(maxConnections),
+        DrainTimeout = parse.GetValue(drain),
+        Mptcp = parse.GetValue(mptcp),
+    };
+    return (OriginServer.Create(parse.GetValue(root)!.FullName, options), null);
+}, cancellationToken));
 return await CommandLine.RunAsync(command, args);

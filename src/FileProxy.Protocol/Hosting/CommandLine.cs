@@ -96,6 +96,40 @@ public static class CommandLine
         }
     }
 
+    /// <summary>
+    /// The life of a server program: logging, start, serve until Ctrl+C or SIGTERM, drain, stop. A server that cannot
+    /// start (port in use, root missing, no permission) logs why and exits 1.
+    /// </summary>
+    public static async Task<int> RunServerAsync(LogEventLevel logLevel,
+        Func<(FileProxy.Protocol.Server.ProtocolServer Server, IAsyncDisposable? Source)> create, CancellationToken cancellationToken)
+    {
+        ConfigureLogging(logLevel);
+        try
+        {
+            var (server, source) = create();
+            await using (server)
+            {
+                server.Start();
+                await Task.Delay(Timeout.Infinite, cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                await server.StopAsync();
+            }
+            if (source is not null)
+            {
+                await source.DisposeAsync();
+            }
+            return 0;
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        {
+            Log.Fatal("Cannot start: {Reason}", e.Message);
+            return 1;
+        }
+        finally
+        {
+            await Log.CloseAndFlushAsync();
+        }
+    }
+
     public static void ConfigureLogging(LogEventLevel level) =>
         Log.Logger = new LoggerConfiguration()
             .MinimumLevel.Is(level)
