@@ -34,7 +34,7 @@ internal static class Download
 
         var directory = Path.GetDirectoryName(Path.GetFullPath(outputPath))!;
         var temporary = Path.Join(directory, $".{Path.GetFileName(outputPath)}.{Guid.NewGuid():N}.part");
-        var whole = head.Offset == 0 && head.Length == head.File!.Size;
+        var whole = IsWholeFile(head);
         var free = new DriveInfo(directory).AvailableFreeSpace;
         if (free < head.Length)
         {
@@ -99,8 +99,8 @@ internal static class Download
         {
             return new DownloadResult(ExitCodes.For(head.Status), $"{head.Status}: {head.Message}") { Head = head };
         }
-        var whole = head.Offset == 0 && head.Length == head.File!.Size;
-        using var hash = new ContentHasher();
+        var whole = IsWholeFile(head);
+        using var hash = whole ? new ContentHasher() : null;
         var buffer = new byte[BodyCopier.BlockBytes];
         long copied = 0;
         try
@@ -108,7 +108,7 @@ internal static class Download
             int read;
             while ((read = await response.ReadAsync(buffer, cancellationToken)) > 0)
             {
-                hash.Append(buffer.AsSpan(0, read));
+                hash?.Append(buffer.AsSpan(0, read));
                 await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
                 copied += read;
             }
@@ -118,7 +118,7 @@ internal static class Download
         {
             return new DownloadResult(ExitCodes.NetworkError, e.Message) { Head = head, Bytes = copied };
         }
-        if (whole && hash.Finish() != head.File!.Digest)
+        if (hash is not null && hash.Finish() != head.File!.Digest)
         {
             return new DownloadResult(ExitCodes.IntegrityError, "integrity check failed: digest mismatch") { Head = head, Bytes = copied };
         }
@@ -130,4 +130,7 @@ internal static class Download
             DigestChecked = whole,
         };
     }
+
+    /// <summary>Only a whole file can be checked against the announced digest, which covers the whole file.</summary>
+    private static bool IsWholeFile(ResponseHead head) => head.Offset == 0 && head.Length == head.File!.Size;
 }
