@@ -83,8 +83,8 @@ internal static class ClientCommands
             return await WithClientAsync(parse, async client =>
             {
                 var result = toStdout
-                    ? await Download.ToStreamAsync(client, safeName, Console.OpenStandardOutput(), (ulong)parse.GetValue(offset), rangeLength, cancellationToken)
-                    : await Download.ToFileAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, cancellationToken);
+                    ? await Download.ToStandardOutputAsync(client, safeName, (ulong)parse.GetValue(offset), rangeLength, cancellationToken)
+                    : await Download.ToPathAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, cancellationToken);
                 Report(safeName, target!, toStdout, result);
                 return result.ExitCode;
             }, cancellationToken);
@@ -214,7 +214,8 @@ internal static class ClientCommands
         var seconds = Math.Max(result.Elapsed.TotalSeconds, 1e-6);
         var line = string.Create(CultureInfo.InvariantCulture,
             $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{(toStdout ? "" : " -> " + target)}");
-        (toStdout ? Console.Error : Console.Out).WriteLine(line);
+        // Beside the bytes themselves on standard output, or on a device or FIFO that may well be standard output.
+        (toStdout || result.WroteStraight ? Console.Error : Console.Out).WriteLine(line);
     }
 
     private static string Describe(ResponseSource source) => source switch

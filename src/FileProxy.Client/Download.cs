@@ -1,8 +1,8 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Wire;
+using Microsoft.Win32.SafeHandles;
 
 namespace FileProxy.Client;
 
@@ -13,15 +13,49 @@ internal sealed record DownloadResult(int ExitCode, string Message)
     public long Bytes { get; init; }
     public TimeSpan Elapsed { get; init; }
     public bool DigestChecked { get; init; }
+
+    /// <summary>The bytes went straight into a device, FIFO or open descriptor rather than a file renamed into place.</summary>
+    public bool WroteStraight { get; init; }
 }
 
 /// <summary>
-/// Fetches one file into a temporary file beside the output, checks its length and BLAKE3 digest, and only then
-/// renames it to the output path. A failed download leaves the output path as it was and no temporary file.
+/// Fetches one file. Onto a regular file (or a new name) the bytes go to a temporary file beside the output, whose
+/// length and BLAKE3 digest are checked before it is renamed to the output path: a failed download leaves the output
+/// as it was and no temporary file. Onto anything else (a device, a FIFO, standard output) the bytes are written
+/// straight through, the digest is checked all the same, and the exit code says whether they were right.
 /// </summary>
 internal static class Download
 {
-    public static async Task<DownloadResult> ToFileAsync(FileClient client, SafeName name, string outputPath,
+    public static async Task<DownloadResult> ToPathAsync(FileClient client, SafeName name, string outputPath,
+        ulong offset, ulong length, CancellationToken cancellationToken)
+    {
+        OutputTarget target;
+        try
+        {
+            target = OutputTarget.Resolve(outputPath);
+        }
+        catch (IOException e)
+        {
+            return new DownloadResult(ExitCodes.LocalIoError, $"cannot write {outputPath}: {e.Message}");
+        }
+        if (!target.Direct)
+        {
+            return await ToFileAsync(client, name, outputPath, target.Path, offset, length, cancellationToken);
+        }
+        return await ToStreamAsync(client, name, outputPath, () => new FileStream(
+            File.OpenHandle(target.Path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite), FileAccess.Write, 0),
+            offset, length, cancellationToken);
+    }
+
+    /// <summary>Streams a file to standard output, through its descriptor (the console stream would hide a closed
+    /// pipe).</summary>
+    public static Task<DownloadResult> ToStandardOutputAsync(FileClient client, SafeName name, ulong offset, ulong length,
+        CancellationToken cancellationToken) =>
+        ToStreamAsync(client, name, "standard output",
+            () => new FileStream(new SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 0),
+            offset, length, cancellationToken);
+
+    private static async Task<DownloadResult> ToFileAsync(FileClient client, SafeName name, string outputPath, string finalPath,
         ulong offset, ulong length, CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
@@ -32,15 +66,9 @@ internal static class Download
             return new DownloadResult(ExitCodes.For(head.Status), $"{head.Status}: {head.Message}") { Head = head };
         }
 
-        var directory = Path.GetDirectoryName(Path.GetFullPath(outputPath))!;
-        var temporary = Path.Join(directory, $".{Path.GetFileName(outputPath)}.{Guid.NewGuid():N}.part");
+        var directory = Path.GetDirectoryName(finalPath)!;
+        var temporary = Path.Join(directory, $".{Path.GetFileName(finalPath)}.{Guid.NewGuid():N}.part");
         var whole = IsWholeFile(head);
-        var free = new DriveInfo(directory).AvailableFreeSpace;
-        if (free < head.Length)
-        {
-            return new DownloadResult(ExitCodes.LocalIoError,
-                $"not enough disk space for {outputPath}: {head.Length} bytes needed, {free} free") { Head = head };
-        }
         try
         {
             using var hash = whole ? new ContentHasher() : null;
@@ -48,6 +76,12 @@ internal static class Download
             using (var file = File.OpenHandle(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None,
                        FileOptions.None))
             {
+                var free = new DriveInfo(directory).AvailableFreeSpace;
+                if (free < head.Length)
+                {
+                    return Fail(ExitCodes.LocalIoError,
+                        $"not enough disk space for {outputPath}: {head.Length} bytes needed, {free} free");
+                }
                 copied = await BodyCopier.CopyToFileAsync(response, file, 0, hash, null, cancellationToken);
             }
             if (copied != head.Length)
@@ -63,7 +97,8 @@ internal static class Download
                         $"integrity check failed: received bytes hash to {digest}, the server announced {head.File.Digest}");
                 }
             }
-            File.Move(temporary, outputPath, overwrite: true);
+            // Only ever over a regular file or a new name (OutputTarget): a device or FIFO is never replaced.
+            File.Move(temporary, finalPath, overwrite: true);
             return new DownloadResult(ExitCodes.Success, "ok")
             {
                 Head = head,
@@ -78,19 +113,27 @@ internal static class Download
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return Fail(ExitCodes.LocalIoError, $"cannot write {outputPath}: {e.Message}");
+            return Fail(ExitCodes.LocalIoError, $"cannot write {outputPath}: {Describe(e)}");
         }
         finally
         {
-            File.Delete(temporary);
+            try
+            {
+                File.Delete(temporary);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // It was never created (no such directory, not writable): nothing to clean up.
+            }
         }
 
         DownloadResult Fail(int exitCode, string message) => new(exitCode, message) { Head = head };
     }
 
-    /// <summary>Streams a file to standard output; the digest is checked at the end (exit code says if it failed).</summary>
-    public static async Task<DownloadResult> ToStreamAsync(FileClient client, SafeName name, Stream output,
-        ulong offset, ulong length, CancellationToken cancellationToken)
+    /// <summary>Writes the body straight into a stream opened only once the answer is Ok (opening a FIFO waits for
+    /// its reader); the digest is checked at the end and the exit code says if it failed.</summary>
+    private static async Task<DownloadResult> ToStreamAsync(FileClient client, SafeName name, string outputName,
+        Func<Stream> open, ulong offset, ulong length, CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
         await using var response = await client.GetAsync(new GetRequest(name.Value, offset, length), cancellationToken);
@@ -105,6 +148,7 @@ internal static class Download
         long copied = 0;
         try
         {
+            await using var output = open();
             int read;
             while ((read = await response.ReadAsync(buffer, cancellationToken)) > 0)
             {
@@ -118,6 +162,11 @@ internal static class Download
         {
             return new DownloadResult(ExitCodes.NetworkError, e.Message) { Head = head, Bytes = copied };
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return new DownloadResult(ExitCodes.LocalIoError,
+                $"cannot write {outputName} after {copied} of {head.Length} bytes: {Describe(e)}") { Head = head, Bytes = copied };
+        }
         if (hash is not null && hash.Finish() != head.File!.Digest)
         {
             return new DownloadResult(ExitCodes.IntegrityError, "integrity check failed: digest mismatch") { Head = head, Bytes = copied };
@@ -128,9 +177,22 @@ internal static class Download
             Bytes = copied,
             Elapsed = stopwatch.Elapsed,
             DigestChecked = whole,
+            WroteStraight = true,
         };
     }
 
     /// <summary>Only a whole file can be checked against the announced digest, which covers the whole file.</summary>
     private static bool IsWholeFile(ResponseHead head) => head.Offset == 0 && head.Length == head.File!.Size;
+
+    /// <summary>The reason of a local I/O failure in a user's words, without our temporary file's name.</summary>
+    private static string Describe(Exception e) => e switch
+    {
+        DirectoryNotFoundException => "no such directory",
+        FileNotFoundException => "files cannot be created in that directory",
+        UnauthorizedAccessException => "permission denied",
+        IOException { HResult: 28 } => "no space left on device",
+        IOException { HResult: 30 } => "read-only file system",
+        IOException { HResult: 32 } => "broken pipe (the reader went away)",
+        _ => e.Message,
+    };
 }
