@@ -83,32 +83,29 @@ public sealed class DirectorySource : IFileSource
     /// <summary>Opens a file under the root with its metadata, or says why not.</summary>
     private async ValueTask<(ResponseHead Head, FileStream? File)> OpenAsync(SafeName name, CancellationToken cancellationToken)
     {
+        // Off the socket engine's thread (socket continuations run inline): a file open can still wait on a slow disk
+        // or file system, and must never hold up every other connection's I/O while it does.
+        await Task.Yield();
         var path = Path.Join(Root, name.RelativePath);
-        var error = Posix.TryStat(path, out var status);
+        // The type is checked on the opened descriptor, never by name first: the name can be swapped in between.
+        var error = Posix.TryOpenRegularFile(path, out var handle, out var status);
         if (error != 0)
         {
             return (error == 13 // EACCES
                 ? ResponseHead.Error(StatusCode.Forbidden, $"'{name}': permission denied")
                 : ResponseHead.Error(StatusCode.NotFound, $"'{name}' not found"), null);
         }
-        if (!status.IsRegularFile)
+        if (handle is null)
         {
             return (ResponseHead.Error(StatusCode.NotFound,
                 status.IsDirectory ? $"'{name}' is a directory" : $"'{name}' is not a regular file"), null);
         }
-
+        // The sendfile path wants a FileStream opened for asynchronous use, which a descriptor from open(2) cannot be
+        // made into: reopen the very file we checked through its /proc link (a regular file: this cannot block).
         FileStream file;
-        try
+        using (handle)
         {
-            file = FileRegionBody.OpenShared(path);
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            return (ResponseHead.Error(StatusCode.NotFound, $"'{name}' not found"), null);
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return (ResponseHead.Error(StatusCode.Forbidden, $"'{name}': permission denied"), null);
+            file = FileRegionBody.OpenShared($"/proc/self/fd/{handle.DangerousGetHandle()}");
         }
 
         try

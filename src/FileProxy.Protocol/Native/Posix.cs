@@ -3,7 +3,8 @@ using Microsoft.Win32.SafeHandles;
 
 namespace FileProxy.Protocol.Native;
 
-/// <summary>The few Linux calls the BCL does not expose: statx (inode, file type and nanosecond times).</summary>
+/// <summary>The few Linux calls the BCL does not expose: statx (inode, file type and nanosecond times), a
+/// non-blocking open.</summary>
 public static partial class Posix
 {
     private const int AtFdCwd = -100;
@@ -43,6 +44,32 @@ public static partial class Posix
                 handle.DangerousRelease();
             }
         }
+    }
+
+    /// <summary>
+    /// Opens <paramref name="path"/> for reading without ever blocking on what it turns out to be (O_NONBLOCK: a FIFO
+    /// swapped in after a check would otherwise wait for a writer forever), and keeps it only if the opened descriptor
+    /// is a regular file. Returns the errno (0 with a null handle: it exists but is no regular file; see
+    /// <paramref name="status"/>).
+    /// </summary>
+    public static int TryOpenRegularFile(string path, out SafeFileHandle? handle, out FileStatus status)
+    {
+        handle = null;
+        var fd = open(path, ORdOnly | ONonBlock | ONoCtty | OCloExec);
+        if (fd < 0)
+        {
+            status = default;
+            return Marshal.GetLastPInvokeError();
+        }
+        var opened = new SafeFileHandle(fd, ownsHandle: true);
+        var error = TryStat(opened, out status);
+        if (error != 0 || !status.IsRegularFile)
+        {
+            opened.Dispose();
+            return error;
+        }
+        handle = opened;
+        return 0;
     }
 
     /// <summary>The absolute path an open file descriptor refers to, read from /proc (race-free, unlike
@@ -86,6 +113,14 @@ public static partial class Posix
     }
 
     private static unsafe long Nanoseconds(byte* timestamp) => (*(long*)timestamp * 1_000_000_000L) + *(uint*)(timestamp + 8);
+
+    private const int ORdOnly = 0;
+    private const int ONoCtty = 0x100;
+    private const int ONonBlock = 0x800;
+    private const int OCloExec = 0x80000;
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string pathname, int flags);
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial IntPtr realpath(string path, IntPtr resolved);

@@ -12,6 +12,10 @@ namespace FileProxy.Protocol.Server;
 /// </summary>
 public sealed partial class ProtocolServer : IAsyncDisposable
 {
+    /// <summary>How long connections that were cut at the drain timeout get to unwind before the server stops
+    /// without them.</summary>
+    private static readonly TimeSpan CutGrace = TimeSpan.FromSeconds(2);
+
     private readonly IFileSource _source;
     private readonly ProtocolServerOptions _options;
     private readonly ILogger _log;
@@ -24,6 +28,7 @@ public sealed partial class ProtocolServer : IAsyncDisposable
     private readonly Lock _connectionsLock = new();
     private readonly ServerCounters _counters = new();
     private Task? _acceptLoop;
+    private readonly Lazy<Task> _stopped;
     private long _nextConnectionId;
     private int _disposed;
 
@@ -32,6 +37,7 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         _source = source;
         _options = options;
         _log = (log ?? Log.Logger).ForContext<ProtocolServer>();
+        _stopped = new Lazy<Task>(StopOnceAsync);
         _listener = SocketSetup.Listen(options.EndPoint, options.Mptcp);
         LocalEndPoint = (IPEndPoint)_listener.LocalEndPoint!;
         var beat = TimeSpan.FromMilliseconds(Math.Clamp(
@@ -58,13 +64,10 @@ public sealed partial class ProtocolServer : IAsyncDisposable
     public void Start() => _acceptLoop ??= AcceptLoopAsync();
 
     /// <summary>Stops accepting, lets running transfers finish for up to the drain timeout, then cuts the rest.</summary>
-    public async Task StopAsync()
+    public Task StopAsync() => _stopped.Value;
+
+    private async Task StopOnceAsync()
     {
-        if (_stopping.IsCancellationRequested)
-        {
-            await WaitForConnectionsAsync();
-            return;
-        }
         _log.Information("Stopping: no new connections; draining running transfers for up to {DrainSeconds} s",
             _options.DrainTimeout.TotalSeconds);
         await _stopping.CancelAsync();
@@ -78,7 +81,13 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         {
             _log.Warning("Drain timeout passed; cutting {Connections} connections", ActiveConnections);
             await _aborting.CancelAsync();
-            await drained;
+            // A connection stuck where cancellation cannot reach (a blocking system call) must not keep the process
+            // alive: the drain timeout is a hard bound, give or take this grace for the cut ones to unwind.
+            if (await Task.WhenAny(drained, Task.Delay(CutGrace)) != drained)
+            {
+                _log.Error("{Connections} connections did not stop within {GraceMs} ms of being cut; stopping without them",
+                    ActiveConnections, CutGrace.TotalMilliseconds);
+            }
         }
         _log.Information("Stopped");
     }
