@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
+using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Transport;
 using FileProxy.Protocol.Wire;
 
@@ -71,12 +72,16 @@ public sealed class FileClient : IAsyncDisposable
     public async Task<GetResponse> GetAsync(GetRequest request, CancellationToken cancellationToken = default)
     {
         var head = await RequestAsync(request, cancellationToken);
-        if (head.IsOk && ((ulong)head.Offset != request.Offset || (ulong)head.Length > request.Length))
+        // What a whole answer is follows from our own request and the file's size, never from the answer's length:
+        // a peer that announces fewer bytes than asked for must not pass for a complete (or complete range) answer.
+        if (head.IsOk && (head.File is null
+            || !ByteRange.TryResolve(request.Offset, request.Length, head.File.Size, out var expected)
+            || expected.Offset != head.Offset || expected.Length != head.Length))
         {
             _broken = true;
             await DisposeAsync();
             throw new UpstreamException(
-                $"{RemoteEndPoint} answered range {head.Offset}+{head.Length} to a request for {request.Offset}+{request.Length}");
+                $"{RemoteEndPoint} answered bytes {head.Offset}+{head.Length} of a {head.File?.Size}-byte file to a request for {request.Offset}+{Describe(request.Length)}");
         }
         var response = new GetResponse(this, head);
         if (head.IsOk && head.Length > 0)
@@ -85,6 +90,8 @@ public sealed class FileClient : IAsyncDisposable
         }
         return response;
     }
+
+    private static string Describe(ulong length) => length == ProtocolLimits.ToEnd ? "the end" : length.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     public ValueTask DisposeAsync()
     {
