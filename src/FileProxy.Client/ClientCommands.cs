@@ -33,6 +33,23 @@ internal static class ClientCommands
 
     private static readonly Option<Serilog.Events.LogEventLevel> LogLevel = CommandLine.LogLevelOption();
 
+    private static readonly FileClientOptions Defaults = new();
+
+    private static readonly Option<TimeSpan> ConnectTimeout = CommandLine.DurationOption("--connect-timeout",
+        "Give up connecting after this long", Defaults.ConnectTimeout);
+
+    private static readonly Option<TimeSpan> ResponseTimeout = CommandLine.DurationOption("--response-timeout",
+        "Give up when an answer does not start within this long after asking", Defaults.ResponseTimeout);
+
+    private static readonly Option<TimeSpan> IdleTimeout = CommandLine.DurationOption("--idle-timeout",
+        "Give up when a transfer receives no byte for this long", Defaults.IdleTimeout);
+
+    private static readonly Option<TimeSpan> MaxTime = CommandLine.DurationOption("--max-time",
+        "Give up when the whole operation takes longer than this (0s: no limit)", TimeSpan.Zero);
+
+    /// <summary>Options every command that talks to a peer takes.</summary>
+    private static readonly Option[] PeerOptions = [Proxy, Mptcp, ConnectTimeout, ResponseTimeout, IdleTimeout, MaxTime, LogLevel];
+
     public static RootCommand Build()
     {
         var root = new RootCommand(
@@ -63,7 +80,8 @@ internal static class ClientCommands
         };
         var offset = CommandLine.SizeOption("--offset", "Fetch from this byte on (a range: the digest is checked only for whole files)", 0);
         var length = CommandLine.SizeOption("--length", "Fetch at most this many bytes (default: to the end)");
-        var command = new Command(name, description) { fileName, output, offset, length, Proxy, Mptcp, LogLevel };
+        var command = new Command(name, description) { fileName, output, offset, length };
+        AddPeerOptions(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var rawName = parse.GetValue(fileName)!;
@@ -80,11 +98,11 @@ internal static class ClientCommands
                     : Directory.Exists(target) ? Path.Join(target, safeName.FileName) : target;
             }
             var rangeLength = parse.GetResult(length) is null ? ProtocolLimits.ToEnd : (ulong)parse.GetValue(length);
-            return await WithClientAsync(parse, async client =>
+            return await WithClientAsync(parse, async (client, limited) =>
             {
                 var result = toStdout
-                    ? await Download.ToStandardOutputAsync(client, safeName, (ulong)parse.GetValue(offset), rangeLength, cancellationToken)
-                    : await Download.ToPathAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, cancellationToken);
+                    ? await Download.ToStandardOutputAsync(client, safeName, (ulong)parse.GetValue(offset), rangeLength, limited)
+                    : await Download.ToPathAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, limited);
                 Report(safeName, target!, toStdout, result);
                 return result.ExitCode;
             }, cancellationToken);
@@ -95,10 +113,11 @@ internal static class ClientCommands
     private static Command StatCommand()
     {
         var fileName = new Argument<string>("NAME") { Description = "File to describe" };
-        var command = new Command("stat", "Print a file's size, version tag and BLAKE3 without fetching it") { fileName, Proxy, Mptcp, LogLevel };
-        command.SetAction((parse, cancellationToken) => WithClientAsync(parse, async client =>
+        var command = new Command("stat", "Print a file's size, version tag and BLAKE3 without fetching it") { fileName };
+        AddPeerOptions(command);
+        command.SetAction((parse, cancellationToken) => WithClientAsync(parse, async (client, limited) =>
         {
-            var head = await client.StatAsync(parse.GetValue(fileName)!, cancellationToken);
+            var head = await client.StatAsync(parse.GetValue(fileName)!, limited);
             if (!head.IsOk)
             {
                 await Console.Error.WriteLineAsync($"error: {head.Status}: {head.Message}");
@@ -117,10 +136,11 @@ internal static class ClientCommands
     private static Command StatsCommand()
     {
         var json = new Option<bool>("--json") { Description = "Print the counters as one JSON object" };
-        var command = new Command("stats", "Print the proxy's (or server's) counters") { json, Proxy, Mptcp, LogLevel };
-        command.SetAction((parse, cancellationToken) => WithClientAsync(parse, async client =>
+        var command = new Command("stats", "Print the proxy's (or server's) counters") { json };
+        AddPeerOptions(command);
+        command.SetAction((parse, cancellationToken) => WithClientAsync(parse, async (client, limited) =>
         {
-            var head = await client.StatsAsync(cancellationToken);
+            var head = await client.StatsAsync(limited);
             if (!head.IsOk)
             {
                 await Console.Error.WriteLineAsync($"error: {head.Status}: {head.Message}");
@@ -137,8 +157,8 @@ internal static class ClientCommands
                     writer.WriteNumber(key, value);
                 }
                 writer.WriteEndObject();
-                await writer.FlushAsync(cancellationToken);
-                await stdout.WriteAsync("\n"u8.ToArray(), cancellationToken);
+                await writer.FlushAsync(limited);
+                await stdout.WriteAsync("\n"u8.ToArray(), limited);
             }
             else
             {
@@ -156,10 +176,11 @@ internal static class ClientCommands
     private static Command PurgeCommand()
     {
         var fileName = new Argument<string>("NAME") { Description = "Cached file to remove" };
-        var command = new Command("purge", "Remove a file from the proxy's cache (the proxy must run with --allow-purge)") { fileName, Proxy, Mptcp, LogLevel };
-        command.SetAction((parse, cancellationToken) => WithClientAsync(parse, async client =>
+        var command = new Command("purge", "Remove a file from the proxy's cache (the proxy must run with --allow-purge)") { fileName };
+        AddPeerOptions(command);
+        command.SetAction((parse, cancellationToken) => WithClientAsync(parse, async (client, limited) =>
         {
-            var head = await client.PurgeAsync(parse.GetValue(fileName)!, cancellationToken);
+            var head = await client.PurgeAsync(parse.GetValue(fileName)!, limited);
             if (!head.IsOk)
             {
                 await Console.Error.WriteLineAsync($"error: {head.Status}: {head.Message}");
@@ -171,15 +192,36 @@ internal static class ClientCommands
         return command;
     }
 
-    private static async Task<int> WithClientAsync(ParseResult parse, Func<FileClient, Task<int>> action, CancellationToken cancellationToken)
+    private static void AddPeerOptions(Command command)
+    {
+        foreach (var option in PeerOptions)
+        {
+            command.Options.Add(option);
+        }
+    }
+
+    private static async Task<int> WithClientAsync(ParseResult parse, Func<FileClient, CancellationToken, Task<int>> action,
+        CancellationToken cancellationToken)
     {
         CommandLine.ConfigureLogging(parse.GetValue(LogLevel));
         var peer = parse.GetValue(Proxy);
+        var options = new FileClientOptions
+        {
+            Mptcp = parse.GetValue(Mptcp),
+            ConnectTimeout = parse.GetValue(ConnectTimeout),
+            ResponseTimeout = parse.GetValue(ResponseTimeout),
+            IdleTimeout = parse.GetValue(IdleTimeout),
+        };
+        var maxTime = parse.GetValue(MaxTime);
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (maxTime > TimeSpan.Zero)
+        {
+            limit.CancelAfter(maxTime);
+        }
         try
         {
-            await using var client = await FileClient.ConnectAsync(peer.Host, peer.Port,
-                new FileClientOptions { Mptcp = parse.GetValue(Mptcp) }, cancellationToken);
-            return await action(client);
+            await using var client = await FileClient.ConnectAsync(peer.Host, peer.Port, options, limit.Token);
+            return await action(client, limit.Token);
         }
         catch (UpstreamException e)
         {
@@ -190,6 +232,11 @@ internal static class ClientCommands
         {
             await Console.Error.WriteLineAsync("interrupted");
             return 130;
+        }
+        catch (OperationCanceledException) when (limit.IsCancellationRequested)
+        {
+            await Console.Error.WriteLineAsync($"error: gave up after --max-time {Units.FormatDuration(maxTime)}");
+            return ExitCodes.NetworkError;
         }
         catch (Exception e)
         {

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
+using FileProxy.Protocol.Hosting;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Transport;
 using FileProxy.Protocol.Wire;
@@ -51,7 +52,7 @@ public sealed class FileClient : IAsyncDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new UpstreamException($"connecting to {host}:{port} timed out after {options.ConnectTimeout.TotalSeconds} s");
+            throw new UpstreamException($"connecting to {host}:{port} timed out after {Units.FormatDuration(options.ConnectTimeout)}");
         }
         catch (SocketException e)
         {
@@ -116,7 +117,7 @@ public sealed class FileClient : IAsyncDisposable
             throw new UpstreamException("connection is no longer usable after an earlier failure");
         }
         var length = WireCodec.EncodeRequest(request, _requestBuffer);
-        using var registration = Arm(cancellationToken, out var token);
+        using var registration = Arm(_options.ResponseTimeout, cancellationToken, out var token);
         try
         {
             var data = _requestBuffer.AsMemory(0, length);
@@ -128,7 +129,8 @@ public sealed class FileClient : IAsyncDisposable
                 ?? throw new UpstreamException($"{RemoteEndPoint} closed the connection without answering");
             return WireCodec.DecodeResponse(request.Opcode, frame.Header, frame.Payload.Span);
         }
-        catch (Exception e) when (Fail(e, cancellationToken) is { } wrapped)
+        catch (Exception e) when (Fail(e,
+            $"answered nothing within {Units.FormatDuration(_options.ResponseTimeout)} (is it a FileProxy server?)", cancellationToken) is { } wrapped)
         {
             throw wrapped;
         }
@@ -145,12 +147,14 @@ public sealed class FileClient : IAsyncDisposable
             destination = destination[..(int)response.Remaining];
         }
         int read;
-        using var registration = Arm(cancellationToken, out var token);
+        using var registration = Arm(_options.IdleTimeout, cancellationToken, out var token);
         try
         {
             read = await _reader.ReadBodyAsync(destination, token);
         }
-        catch (Exception e) when (Fail(e, cancellationToken) is { } wrapped)
+        catch (Exception e) when (Fail(e,
+            $"sent no body byte for {Units.FormatDuration(_options.IdleTimeout)} ({response.Head.Length - response.Remaining} of {response.Head.Length} bytes received)",
+            cancellationToken) is { } wrapped)
         {
             throw wrapped;
         }
@@ -171,14 +175,14 @@ public sealed class FileClient : IAsyncDisposable
 
     /// <summary>Arms this connection's one reusable timeout for the next operation and ties the caller's token to
     /// it (no linked token source per request: small requests are dominated by such costs).</summary>
-    private CancellationTokenRegistration Arm(CancellationToken cancellationToken, out CancellationToken token)
+    private CancellationTokenRegistration Arm(TimeSpan timeout, CancellationToken cancellationToken, out CancellationToken token)
     {
         if (!_timeout.TryReset())
         {
             _timeout.Dispose();
             _timeout = new CancellationTokenSource();
         }
-        _timeout.CancelAfter(_options.ResponseTimeout);
+        _timeout.CancelAfter(timeout);
         token = _timeout.Token;
         return cancellationToken.CanBeCanceled
             ? cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), _timeout)
@@ -201,15 +205,14 @@ public sealed class FileClient : IAsyncDisposable
 
     /// <summary>Marks the connection broken and turns transport failures into <see cref="UpstreamException"/>.
     /// Returns null for the caller's own cancellation, which propagates as is.</summary>
-    private UpstreamException? Fail(Exception e, CancellationToken cancellationToken)
+    private UpstreamException? Fail(Exception e, string timedOut, CancellationToken cancellationToken)
     {
         _broken = true;
         _openResponse = null;
         return e switch
         {
             OperationCanceledException when cancellationToken.IsCancellationRequested => null,
-            OperationCanceledException => new UpstreamException(
-                $"{RemoteEndPoint} did not answer within {_options.ResponseTimeout.TotalSeconds} s", e),
+            OperationCanceledException => new UpstreamException($"{RemoteEndPoint} {timedOut}", e),
             ProtocolException => new UpstreamException($"{RemoteEndPoint} broke the protocol: {e.Message}", e),
             EndOfStreamException => new UpstreamException($"{RemoteEndPoint} closed the connection mid-frame", e),
             SocketException or IOException or ObjectDisposedException =>
