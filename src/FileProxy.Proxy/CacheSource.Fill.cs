@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Security.Cryptography;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
@@ -55,6 +56,14 @@ public sealed partial class CacheSource
             }
             if (fill.TooLargeToCache)
             {
+                var wholeFile = request.Offset == 0 && request.Length >= (ulong)upstreamHead.File!.Size
+                    && (request.IfVersion.Length == 0 || request.IfVersion == upstreamHead.File.Version);
+                if (wholeFile && fill.TakeOffered() is { } offered)
+                {
+                    Interlocked.Increment(ref _counters.PassThrough);
+                    return new SourceResult(offered.Response.Head with { Source = ResponseSource.PassThrough },
+                        new UpstreamStreamBody(_upstream, offered.Client, offered.Response));
+                }
                 return await PassThroughAsync(fill.Name, request, cancellationToken);
             }
             var file = upstreamHead.File!;
@@ -69,7 +78,8 @@ public sealed partial class CacheSource
             // Our own descriptor on the fill's file: it follows the file through its rename into the cache.
             var reader = new FileStream($"/proc/self/fd/{fill.Handle!.DangerousGetHandle()}", FileMode.Open, FileAccess.Read,
                 FileShare.ReadWrite | FileShare.Delete, bufferSize: 0, FileOptions.Asynchronous);
-            body = new GrowingFileBody(fill, reader, range.Offset, range.Length);
+            body = new GrowingFileBody(fill, reader, range.Offset, range.Length,
+                (offset, length, sink, token) => RelayRangeAsync(fill.Name, file, offset, length, sink, token));
             var head = new ResponseHead(StatusCode.Ok, "")
             {
                 File = file,
@@ -116,6 +126,45 @@ public sealed partial class CacheSource
         }
     }
 
+    /// <summary>Sends bytes of one version of a file straight from the upstream, for readers of a fill that could
+    /// not be kept. A different version at the upstream cuts the response (the reader's digest check would fail).</summary>
+    private async ValueTask RelayRangeAsync(SafeName name, FileMetadata file, long offset, long length, IBodySink sink,
+        CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _counters.UpstreamFetches);
+        var client = await _upstream.RentAsync(cancellationToken);
+        try
+        {
+            await using var response = await client.GetAsync(
+                new GetRequest(name.Value, (ulong)offset, (ulong)length, file.Version), cancellationToken);
+            if (!response.Head.IsOk)
+            {
+                throw new IOException($"continuing '{name}' from the upstream failed: {response.Head.Status}: {response.Head.Message}");
+            }
+            var buffer = ArrayPool<byte>.Shared.Rent(BodyCopier.BlockBytes);
+            try
+            {
+                int read;
+                while ((read = await response.ReadAsync(buffer, cancellationToken)) > 0)
+                {
+                    await sink.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+        catch (UpstreamException e)
+        {
+            throw new IOException($"continuing '{name}' from the upstream failed: {e.Message}", e);
+        }
+        finally
+        {
+            await _upstream.ReturnAsync(client);
+        }
+    }
+
     /// <summary>Fetches a whole file from the upstream into a temporary file, verifies its length and digest, and
     /// commits it. Whatever happens, the fill leaves the index and the temporary file is gone or committed.</summary>
     private async Task RunFillAsync(Fill fill)
@@ -125,8 +174,16 @@ public sealed partial class CacheSource
         var tempPath = _store.NewTempPath(fill.Key);
         FileClient? client = null;
         var committed = false;
+        var slot = false;
         try
         {
+            // At most MaxConcurrentFills fetches run at once; the rest wait here holding no file, buffer or socket.
+            if (!_fillSlots.Wait(0))
+            {
+                Interlocked.Increment(ref _counters.FillsQueued);
+                await _fillSlots.WaitAsync(token);
+            }
+            slot = true;
             Interlocked.Increment(ref _counters.UpstreamFetches);
             GetResponse response;
             (client, response) = await RequestWholeFileAsync(fill.Name, token);
@@ -142,22 +199,48 @@ public sealed partial class CacheSource
                 throw new UpstreamException($"upstream answered a whole-file GET with range {head.Offset}+{head.Length} of {metadata.Size}");
             }
             var free = new DriveInfo(_store.Root).AvailableFreeSpace;
-            if (metadata.Size > _options.MaxBytes || metadata.Size > free)
+            long reserved;
+            lock (_lock)
             {
+                // Space the other fills still need counts as taken: concurrent fills must not each see the same free
+                // bytes and together overrun the disk.
+                reserved = ReservedLocked();
+                if (metadata.Size <= _options.MaxBytes && metadata.Size <= free - reserved)
+                {
+                    fill.Reserved = metadata.Size;
+                }
+            }
+            if (fill.Reserved == 0 && metadata.Size > 0)
+            {
+                free -= reserved;
                 _log.Write(metadata.Size > _options.MaxBytes ? Serilog.Events.LogEventLevel.Information : Serilog.Events.LogEventLevel.Warning,
                     "{Name} ({Bytes} bytes) does not fit (cache cap {MaxBytes}, disk free {FreeBytes}); passing it through uncached",
                     fill.Name, metadata.Size, _options.MaxBytes, free);
-                await response.DisposeAsync();
-                Retire(fill).PassThrough(head);
+                Retire(fill).PassThrough(head, client, response);
+                client = null; // the fill owns it now, until a reader takes it
                 return;
             }
-            MakeRoom(metadata.Size);
+            MakeRoom(0); // this fill's size is in the reservations already
 
             var handle = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite,
                 FileShare.ReadWrite | FileShare.Delete, FileOptions.None);
             fill.Started(handle, head);
             using var hash = new ContentHasher();
-            var copied = await BodyCopier.CopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
+            long copied;
+            try
+            {
+                copied = await BodyCopier.CopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
+            }
+            catch (IOException e)
+            {
+                // Only the file write throws IOException here (the upstream's failures are UpstreamExceptions): the
+                // disk filled or failed, the upstream did not. Readers finish from the upstream, uncached.
+                Interlocked.Increment(ref _counters.FillsAbandoned);
+                _log.Warning("Writing {Name} to the cache failed after {Bytes} bytes ({Reason}); its readers continue from the origin, uncached",
+                    fill.Name, fill.Written, e.Message);
+                Retire(fill).Abandon(e.Message);
+                return;
+            }
             Interlocked.Add(ref _counters.BytesFetched, copied);
             await _upstream.ReturnAsync(client);
             client = null;
@@ -173,8 +256,18 @@ public sealed partial class CacheSource
                 Retire(fill).Fail(ResponseHead.Error(StatusCode.UpstreamIntegrityError, "upstream sent bytes that do not match their digest"));
                 return;
             }
-            Commit(fill, tempPath, metadata);
-            committed = true;
+            try
+            {
+                Commit(fill, tempPath, metadata);
+                committed = true;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The bytes are whole and verified, and every reader holds its own descriptor on them: serve them,
+                // keep nothing (Commit rolled its files back).
+                _log.Warning("Committing {Name} to the cache failed ({Reason}); serving it uncached", fill.Name, e.Message);
+                Retire(fill);
+            }
             fill.Complete();
             if (_options.Fsync)
             {
@@ -198,6 +291,10 @@ public sealed partial class CacheSource
         }
         finally
         {
+            if (slot)
+            {
+                _fillSlots.Release();
+            }
             if (client is not null)
             {
                 await client.DisposeAsync();
@@ -284,7 +381,7 @@ public sealed partial class CacheSource
         List<CacheEntry> evicted = [];
         lock (_lock)
         {
-            var reserved = _fills.Values.Sum(f => f.Head.IsCompletedSuccessfully && f.Head.Result.IsOk && !f.TooLargeToCache ? f.Head.Result.File!.Size : 0);
+            var reserved = _fills.Values.Sum(f => f.Reserved);
             var node = _lru.Last;
             while (node is not null && _bytesCached + reserved + incoming > _options.MaxBytes)
             {
@@ -304,6 +401,9 @@ public sealed partial class CacheSource
             DeleteIfUnread(entry);
         }
     }
+
+    /// <summary>Disk bytes that running fills still have to write. Under <see cref="_lock"/>.</summary>
+    private long ReservedLocked() => _fills.Values.Sum(f => Math.Max(0, f.Reserved - f.Written));
 
     private static void FlushToDisk(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
     {

@@ -31,6 +31,8 @@ public sealed partial class CacheSource
                 new("evictions", Interlocked.Read(ref _counters.Evictions)),
                 new("purges", Interlocked.Read(ref _counters.Purges)),
                 new("fills_in_progress", fills),
+                new("fills_queued", Interlocked.Read(ref _counters.FillsQueued)),
+                new("fills_abandoned", Interlocked.Read(ref _counters.FillsAbandoned)),
                 new("entries", entries),
                 new("bytes_cached", bytesCached),
                 new("cache_max_bytes", _options.MaxBytes == long.MaxValue ? -1 : _options.MaxBytes),
@@ -74,5 +76,7 @@ public sealed partial class CacheSource
         public long RevalidationsChanged;
         public long Evictions;
         public long Purges;
+        public long FillsQueued;
+        public long FillsAbandoned;
     }
 }

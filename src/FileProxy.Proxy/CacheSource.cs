@@ -24,6 +24,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
     private readonly HashSet<Task> _runningFills = [];
     private readonly CancellationTokenSource _shutdown = new();
     private readonly CounterSet _counters = new();
+    private readonly SemaphoreSlim _fillSlots;
 
     /// <summary>Ranges up to this size are read into memory and leave in one packet with their head.</summary>
     private const int SmallBodyBytes = 12 * 1024;
@@ -36,6 +37,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         _options = options;
         _upstream = upstream;
         _log = (log ?? Log.Logger).ForContext<CacheSource>();
+        _fillSlots = new SemaphoreSlim(options.MaxConcurrentFills);
         _store = new CacheStore(options.Directory, _log);
         LoadIndex();
     }
@@ -151,6 +153,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         await Task.WhenAll(fills);
         await _upstream.DisposeAsync();
         _shutdown.Dispose();
+        _fillSlots.Dispose();
     }
 
     /// <summary>

@@ -20,13 +20,11 @@ public static class BodyCopier
     public static async Task<long> CopyToFileAsync(GetResponse response, SafeFileHandle file, long fileOffset,
         ContentHasher? hash, Action<long>? written, CancellationToken cancellationToken)
     {
-        var buffers = new byte[Blocks][];
+        // Blocks are rented only once bytes are there to read, and given back whenever the sender goes quiet: a
+        // thousand stalled fills hold no buffers, only their sockets.
+        var buffers = new byte[]?[Blocks];
         var busy = new Task[Blocks];
-        for (var i = 0; i < Blocks; i++)
-        {
-            buffers[i] = ArrayPool<byte>.Shared.Rent(BlockBytes);
-            busy[i] = Task.CompletedTask;
-        }
+        Array.Fill(busy, Task.CompletedTask);
         var writing = Task.CompletedTask;
         var hashing = Task.CompletedTask;
         var position = fileOffset;
@@ -34,8 +32,13 @@ public static class BodyCopier
         {
             for (var block = 0; ; block = (block + 1) % Blocks)
             {
+                if (!response.HasBufferedBytes && response.Remaining > 0)
+                {
+                    GiveBackIdle(buffers, busy);
+                    await response.WaitForBytesAsync(cancellationToken);
+                }
                 await busy[block];
-                var buffer = buffers[block];
+                var buffer = buffers[block] ??= ArrayPool<byte>.Shared.Rent(BlockBytes);
                 var read = await FillAsync(response, buffer, cancellationToken);
                 if (read == 0)
                 {
@@ -64,10 +67,20 @@ public static class BodyCopier
             }
             finally
             {
-                foreach (var buffer in buffers)
-                {
-                    ArrayPool<byte>.Shared.Return(buffer);
-                }
+                GiveBackIdle(buffers, busy);
+            }
+        }
+    }
+
+    /// <summary>Returns the blocks no stage is using any more to the pool.</summary>
+    private static void GiveBackIdle(byte[]?[] buffers, Task[] busy)
+    {
+        for (var i = 0; i < buffers.Length; i++)
+        {
+            if (buffers[i] is { } buffer && busy[i].IsCompleted)
+            {
+                buffers[i] = null;
+                ArrayPool<byte>.Shared.Return(buffer);
             }
         }
     }

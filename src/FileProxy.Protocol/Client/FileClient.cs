@@ -173,6 +173,27 @@ public sealed class FileClient : IAsyncDisposable
         return read;
     }
 
+    /// <summary>Waits until body bytes can be read without waiting (a zero-byte receive: no buffer is held while
+    /// the peer is silent), or the body is done. Same idle timeout as a read.</summary>
+    internal async ValueTask WaitForBodyBytesAsync(GetResponse response, CancellationToken cancellationToken)
+    {
+        if (response.Remaining == 0 || _reader.Buffered > 0)
+        {
+            return;
+        }
+        using var registration = Arm(_options.IdleTimeout, cancellationToken, out var token);
+        try
+        {
+            await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, token);
+        }
+        catch (Exception e) when (Fail(e,
+            $"sent no body byte for {Units.FormatDuration(_options.IdleTimeout)} ({response.Head.Length - response.Remaining} of {response.Head.Length} bytes received)",
+            cancellationToken) is { } wrapped)
+        {
+            throw wrapped;
+        }
+    }
+
     /// <summary>Arms this connection's one reusable timeout for the next operation and ties the caller's token to
     /// it (no linked token source per request: small requests are dominated by such costs).</summary>
     private CancellationTokenRegistration Arm(TimeSpan timeout, CancellationToken cancellationToken, out CancellationToken token)
@@ -246,6 +267,10 @@ public sealed class GetResponse : IAsyncDisposable
 
     /// <summary>Whether more body bytes are already here, readable without waiting for the network.</summary>
     public bool HasBufferedBytes => Remaining > 0 && _client.HasPendingBytes;
+
+    /// <summary>Waits, holding no buffer, until <see cref="HasBufferedBytes"/> or the body is done.</summary>
+    public ValueTask WaitForBytesAsync(CancellationToken cancellationToken = default) =>
+        HasBufferedBytes ? ValueTask.CompletedTask : _client.WaitForBodyBytesAsync(this, cancellationToken);
 
     /// <summary>Copies the rest of the body to <paramref name="destination"/>.</summary>
     public async Task CopyToAsync(Stream destination, CancellationToken cancellationToken = default)

@@ -14,14 +14,16 @@ internal sealed class GrowingFileBody : IResponseBody
     private readonly Fill _fill;
     private readonly FileStream _file;
     private readonly long _offset;
+    private readonly ContinueFromUpstream _continue;
     private int _disposed;
 
-    public GrowingFileBody(Fill fill, FileStream file, long offset, long length)
+    public GrowingFileBody(Fill fill, FileStream file, long offset, long length, ContinueFromUpstream continueFromUpstream)
     {
         _fill = fill;
         _file = file;
         _offset = offset;
         Length = length;
+        _continue = continueFromUpstream;
     }
 
     public long Length { get; }
@@ -41,7 +43,15 @@ internal sealed class GrowingFileBody : IResponseBody
             {
                 throw new IOException($"upstream fetch failed after {written} bytes: {_fill.FailureReason}");
             }
-            var sendable = state == FillState.Complete ? end : Math.Min(written, end - 1);
+            if (state == FillState.Abandoned && position >= written)
+            {
+                // The cache gave up on keeping the file, not on the file: the rest comes straight from the upstream.
+                await _continue(position, end - position, sink, cancellationToken);
+                return;
+            }
+            var sendable = state == FillState.Complete ? end
+                : state == FillState.Abandoned ? Math.Min(written, end)
+                : Math.Min(written, end - 1);
             if (sendable > position)
             {
                 await sink.SendFileAsync(_file, position, sendable - position, cancellationToken);
@@ -61,6 +71,9 @@ internal sealed class GrowingFileBody : IResponseBody
         }
     }
 }
+
+/// <summary>Sends bytes [offset, offset + length) of a fill's file, fetched from the upstream for the same version.</summary>
+internal delegate ValueTask ContinueFromUpstream(long offset, long length, IBodySink sink, CancellationToken cancellationToken);
 
 /// <summary>A committed entry's file region; lets the cache know when the entry is no longer being read.</summary>
 internal sealed class CachedFileBody : IResponseBody

@@ -52,12 +52,22 @@ internal sealed class CacheStore
         var dataPath = Path.Join(shard, record.DataFileName);
         File.Move(tempPath, dataPath, overwrite: true);
         var metaTemp = Path.Join(shard, $"{key}.{Guid.NewGuid():N}.meta-tmp");
-        using (var meta = new FileStream(metaTemp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0))
+        try
         {
-            meta.Write(record.ToBytes());
+            using (var meta = new FileStream(metaTemp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0))
+            {
+                meta.Write(record.ToBytes());
+            }
+            File.Move(metaTemp, MetaPath(key), overwrite: true);
+            return dataPath;
         }
-        File.Move(metaTemp, MetaPath(key), overwrite: true);
-        return dataPath;
+        catch
+        {
+            // No commit point was reached: take back everything this commit made, so nothing is left uncounted.
+            TryDelete(metaTemp);
+            TryDelete(dataPath);
+            throw;
+        }
     }
 
     /// <summary>Removes an entry's files: the metadata first, so a crash in between leaves only an orphan.</summary>

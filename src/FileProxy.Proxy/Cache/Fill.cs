@@ -1,4 +1,5 @@
 using FileProxy.Protocol;
+using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Wire;
 using Microsoft.Win32.SafeHandles;
 
@@ -15,6 +16,7 @@ internal sealed class Fill
     private long _written;
     private int _pins = 1; // the fill's own, released when it ends
     private volatile FillState _state;
+    private Offer? _offered;
 
     public Fill(SafeName name, string key)
     {
@@ -37,6 +39,10 @@ internal sealed class Fill
 
     public long Written => Volatile.Read(ref _written);
 
+    /// <summary>Disk space this fill counts on (its file's size once admitted, 0 before); what it has not written
+    /// yet is held back from other fills' free-space checks.</summary>
+    public long Reserved { get; set; }
+
     public FillState State => _state;
 
     public string FailureReason { get; private set; } = "";
@@ -53,6 +59,17 @@ internal sealed class Fill
         _head.TrySetResult(head);
     }
 
+    /// <summary>Like <see cref="PassThrough(ResponseHead)"/>, offering the whole-file answer already open to the
+    /// first reader that wants the whole file, so a file that does not fit costs one upstream GET, not two.</summary>
+    public void PassThrough(ResponseHead head, FileClient client, GetResponse response)
+    {
+        _offered = new Offer(client, response);
+        PassThrough(head);
+    }
+
+    /// <summary>Takes the offered upstream answer (once, for one reader); null when taken or none.</summary>
+    public Offer? TakeOffered() => Interlocked.Exchange(ref _offered, null);
+
     public void Advance(long written)
     {
         Volatile.Write(ref _written, written);
@@ -60,6 +77,10 @@ internal sealed class Fill
     }
 
     public void Complete() => End(FillState.Complete, "");
+
+    /// <summary>The upstream is fine but the bytes cannot be kept (the disk filled, say): readers send what is
+    /// written and fetch the rest from the upstream themselves, uncached.</summary>
+    public void Abandon(string reason) => End(FillState.Abandoned, reason);
 
     public void Fail(ResponseHead error)
     {
@@ -87,6 +108,10 @@ internal sealed class Fill
         if (Interlocked.Decrement(ref _pins) == 0)
         {
             Handle?.Dispose();
+            if (TakeOffered() is { } unclaimed)
+            {
+                _ = unclaimed.Client.DisposeAsync().AsTask(); // completes at once: it closes the socket
+            }
         }
     }
 
@@ -98,10 +123,15 @@ internal sealed class Fill
     }
 }
 
+/// <summary>An upstream connection with a whole-file answer on it, waiting for a reader to take it.</summary>
+internal sealed record Offer(FileClient Client, GetResponse Response);
+
 internal enum FillState
 {
     Running,
     /// <summary>Verified and committed: readers may send their last byte, and the entry is in the index.</summary>
     Complete,
     Failed,
+    /// <summary>Not cached after all (a local write failed): readers finish from the upstream.</summary>
+    Abandoned,
 }

@@ -1,0 +1,143 @@
+using FileProxy.IntegrationTests.Infrastructure;
+using FileProxy.Protocol.Wire;
+using Xunit.Abstractions;
+
+namespace FileProxy.IntegrationTests.Cache;
+
+/// <summary>
+/// Fills are bounded: beyond the cap they wait holding nothing; concurrent fills reserve disk space so they cannot
+/// together overrun the disk; a disk that fills mid-fill, or a commit that fails, costs the cache its copy but never
+/// a reader its file; a file that does not fit costs one upstream GET.
+/// </summary>
+public sealed class FillLimitTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Distinct_cold_names_beyond_the_fill_cap_wait_their_turn_without_an_upstream_connection()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var gate = new OriginGate(holdAfter: 100_000);
+        await using var cluster = await Cluster.StartAsync(output, options => options with { MaxConcurrentFills = 3 }, gate.Wrap);
+        var contents = Enumerable.Range(0, 8).Select(i => cluster.Root.Write($"f{i}.bin", Fetch.RandomBytes(300_000, seed: 80 + i))).ToArray();
+
+        var fetches = Enumerable.Range(0, 8).Select(async i =>
+        {
+            await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+            return await Fetch.GetAsync(client, $"f{i}.bin", deadline.Token);
+        }).ToArray();
+        await Poll.UntilAsync(async () => gate.Held == 3 && (await cluster.ProxyStatsAsync(deadline.Token))["fills_queued"] == 5,
+            "3 fills run (stalled at the origin) and 5 wait", deadline.Token);
+
+        gate.Gets.Should().Be(3, "a waiting fill has not asked the origin yet");
+        gate.Open();
+        var results = await Task.WhenAll(fetches);
+        for (var i = 0; i < 8; i++)
+        {
+            results[i].Body.Should().Equal(File.ReadAllBytes(contents[i]));
+        }
+        gate.Gets.Should().Be(8);
+    }
+
+    [Fact]
+    public async Task A_file_larger_than_the_cache_costs_one_upstream_get()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var gate = new OriginGate(holdAfter: long.MaxValue);
+        await using var cluster = await Cluster.StartAsync(output, options => options with { MaxBytes = 10_000 }, gate.Wrap);
+        var content = Fetch.RandomBytes(200_000, seed: 90);
+        cluster.Root.Write("big.bin", content);
+        await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+
+        var result = await Fetch.GetAsync(client, "big.bin", deadline.Token);
+
+        result.Head.Source.Should().Be(ResponseSource.PassThrough);
+        result.Body.Should().Equal(content);
+        gate.Gets.Should().Be(1, "the probe's own answer is handed to the reader");
+    }
+
+    [SkippableFact]
+    public async Task Concurrent_fills_reserve_disk_space_and_every_client_gets_its_file()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var disk = Tmpfs.TryMount("16m", out var whyNot);
+        Skip.If(disk is null, whyNot);
+        var gate = new OriginGate(holdAfter: 1_000_000);
+        await using var cluster = await Cluster.StartAsync(output, options => options with { Directory = disk.Path }, gate.Wrap);
+        var contents = Enumerable.Range(0, 4).Select(i => Fetch.RandomBytes(6_000_000, seed: 91 + i)).ToArray();
+        for (var i = 0; i < 4; i++)
+        {
+            cluster.Root.Write($"six{i}.bin", contents[i]);
+        }
+
+        var fetches = Enumerable.Range(0, 4).Select(async i =>
+        {
+            await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+            return await Fetch.GetAsync(client, $"six{i}.bin", deadline.Token);
+        }).ToArray();
+        await Poll.UntilAsync(async () => gate.Held + (await cluster.ProxyStatsAsync(deadline.Token))["pass_through"] >= 4,
+            "every fill decided to cache or pass through", deadline.Token);
+        gate.Open();
+        var results = await Task.WhenAll(fetches);
+
+        for (var i = 0; i < 4; i++)
+        {
+            results[i].Head.IsOk.Should().BeTrue(results[i].Head.Message);
+            results[i].Body.Should().Equal(contents[i]);
+        }
+        var stats = await cluster.ProxyStatsAsync(deadline.Token);
+        stats["entries"].Should().BeInRange(1, 2, "two 6 MB files fit in 16 MiB");
+        stats["pass_through"].Should().Be(4 - stats["entries"]);
+    }
+
+    [SkippableFact]
+    public async Task A_disk_that_fills_mid_fill_costs_the_copy_not_the_readers()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var disk = Tmpfs.TryMount("16m", out var whyNot);
+        Skip.If(disk is null, whyNot);
+        var gate = new OriginGate(holdAfter: 1_000_000);
+        await using var cluster = await Cluster.StartAsync(output, options => options with { Directory = disk.Path }, gate.Wrap);
+        var content = Fetch.RandomBytes(8_000_000, seed: 95);
+        cluster.Root.Write("eight.bin", content);
+
+        var fetches = Enumerable.Range(0, 2).Select(async _ =>
+        {
+            await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+            return await Fetch.GetAsync(client, "eight.bin", deadline.Token);
+        }).ToArray();
+        await Poll.UntilAsync(() => gate.Held == 1, "the fill is stalled after its first megabyte", deadline.Token);
+        disk.FillUp();
+        gate.Open();
+        var results = await Task.WhenAll(fetches);
+
+        foreach (var result in results)
+        {
+            result.Head.IsOk.Should().BeTrue(result.Head.Message);
+            result.Body.Should().Equal(content);
+        }
+        var stats = await cluster.ProxyStatsAsync(deadline.Token);
+        stats["fills_abandoned"].Should().Be(1);
+        stats["entries"].Should().Be(0);
+        new CacheDirectoryView(disk.Path).TempFiles.Should().BeEmpty();
+        new CacheDirectoryView(disk.Path).EntryFiles.Should().BeEmpty();
+    }
+
+    [Fact]
+    public async Task A_commit_that_fails_serves_the_file_and_leaves_nothing_behind()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await using var cluster = await Cluster.StartAsync(output);
+        var content = Fetch.RandomBytes(500_000, seed: 96);
+        cluster.Root.Write("nometa.bin", content);
+        var view = new CacheDirectoryView(cluster.CacheDirectory.Path);
+        Directory.CreateDirectory(view.MetaPathOf("nometa.bin")); // the metadata cannot take its name
+        await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+
+        var result = await Fetch.GetAsync(client, "nometa.bin", deadline.Token);
+        await cluster.WaitForFillsAsync(deadline.Token);
+
+        result.Body.Should().Equal(content);
+        (await cluster.ProxyStatsAsync(deadline.Token))["entries"].Should().Be(0);
+        view.EntryFiles.Should().BeEmpty("the data file and the metadata's temporary file were rolled back");
+        view.TempFiles.Should().BeEmpty();
+    }
+}
