@@ -258,8 +258,11 @@ public sealed partial class CacheSource
             }
             try
             {
-                Commit(fill, tempPath, metadata);
-                committed = true;
+                if (!fill.Purged)
+                {
+                    Commit(fill, tempPath, metadata);
+                    committed = true;
+                }
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
@@ -357,6 +360,12 @@ public sealed partial class CacheSource
             entry = new CacheEntry(fill.Name, fill.Key, metadata, dataPath, Environment.TickCount64);
             lock (_lock)
             {
+                if (fill.Purged)
+                {
+                    // Purged between the check before the commit and here: keep nothing after all.
+                    _store.Delete(fill.Key, dataPath);
+                    return;
+                }
                 if (_entries.TryGetValue(fill.Key, out replaced))
                 {
                     RemoveLocked(replaced);
@@ -364,7 +373,7 @@ public sealed partial class CacheSource
                 _entries[fill.Key] = entry;
                 _lru.AddFirst(entry.LruNode);
                 _bytesCached += metadata.Size;
-                _fills.Remove(fill.Name.Value);
+                Retire(fill);
             }
         }
         if (replaced is not null)

@@ -121,15 +121,28 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
                 "purge is disabled on this proxy (start it with --allow-purge)"));
         }
         CacheEntry? entry;
+        Fill? fill;
         lock (_lock)
         {
             if (_entries.TryGetValue(CacheStore.KeyOf(name), out entry))
             {
                 RemoveLocked(entry);
             }
+            // A fill under way would commit the purged file right back: it still serves its readers, keeps nothing,
+            // and the next request starts afresh.
+            if (_fills.Remove(name.Value, out fill))
+            {
+                fill.Purged = true;
+            }
         }
         if (entry is null)
         {
+            if (fill is not null)
+            {
+                Interlocked.Increment(ref _counters.Purges);
+                _log.Information("Purged {Name} while it was being fetched; it will not be kept", name);
+                return ValueTask.FromResult(new ResponseHead(StatusCode.Ok, $"purged '{name}' (it was being fetched; it will not be kept)"));
+            }
             return ValueTask.FromResult(ResponseHead.Error(StatusCode.NotFound, $"'{name}' is not cached"));
         }
         Interlocked.Increment(ref _counters.Purges);

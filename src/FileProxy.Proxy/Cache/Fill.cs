@@ -43,6 +43,9 @@ internal sealed class Fill
     /// yet is held back from other fills' free-space checks.</summary>
     public long Reserved { get; set; }
 
+    /// <summary>Purged while running: serve the readers, commit nothing.</summary>
+    public volatile bool Purged;
+
     public FillState State => _state;
 
     public string FailureReason { get; private set; } = "";

@@ -111,4 +111,29 @@ public sealed class PurgeTests(ITestOutputHelper output)
         hit.Body.Should().Equal(content);
         purge.Status.Should().Be(StatusCode.Ok);
     }
+
+    [Fact]
+    public async Task Purge_during_a_fill_serves_its_readers_and_keeps_nothing()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var gate = new OriginGate(holdAfter: 100_000);
+        await using var cluster = await Cluster.StartAsync(output, PurgeAllowed, gate.Wrap);
+        var content = Fetch.RandomBytes(400_000, seed: 3);
+        cluster.Root.Write("filling.bin", content);
+        await using var reader = await cluster.ConnectProxyAsync(deadline.Token);
+        var fetch = Fetch.GetAsync(reader, "filling.bin", deadline.Token);
+        await Poll.UntilAsync(() => gate.Held == 1, "the fill is under way", deadline.Token);
+        await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+
+        var purge = await client.PurgeAsync("filling.bin", deadline.Token);
+        gate.Open();
+        var read = await fetch;
+        await cluster.WaitForFillsAsync(deadline.Token);
+
+        purge.Status.Should().Be(StatusCode.Ok, purge.Message);
+        read.Body.Should().Equal(content);
+        (await cluster.ProxyStatsAsync(deadline.Token))["entries"].Should().Be(0, "a purged fill must not commit the file back");
+        new CacheDirectoryView(cluster.CacheDirectory.Path).EntryFiles.Should().BeEmpty();
+        (await Fetch.GetAsync(client, "filling.bin", deadline.Token)).Head.Source.Should().Be(ResponseSource.CacheMiss);
+    }
 }
