@@ -47,8 +47,14 @@ internal static class ClientCommands
     private static readonly Option<TimeSpan> MaxTime = CommandLine.DurationOption("--max-time",
         "Give up when the whole operation takes longer than this (0s: no limit)", TimeSpan.Zero);
 
+    private static readonly Option<bool> Tls = SecurityOptions.Tls();
+
+    private static readonly Option<FileInfo?> TlsCa = SecurityOptions.TlsCa();
+
+    private static readonly Option<FileInfo?> TokenFile = SecurityOptions.TokenFile(description: "File holding the server's shared token (its first line)");
+
     /// <summary>Options every command that talks to a peer takes.</summary>
-    private static readonly Option[] PeerOptions = [Proxy, Mptcp, ConnectTimeout, ResponseTimeout, IdleTimeout, MaxTime, LogLevel];
+    private static readonly Option[] PeerOptions = [Proxy, Mptcp, Tls, TlsCa, TokenFile, ConnectTimeout, ResponseTimeout, IdleTimeout, MaxTime, LogLevel];
 
     public static RootCommand Build()
     {
@@ -205,7 +211,22 @@ internal static class ClientCommands
     {
         CommandLine.ConfigureLogging(parse.GetValue(LogLevel));
         var peer = parse.GetValue(Proxy);
-        var options = new FileClientOptions
+        FileClientOptions options;
+        try
+        {
+            options = new FileClientOptions
+            {
+                Tls = parse.GetValue(Tls) || parse.GetValue(TlsCa) is not null,
+                TlsTrust = SecurityOptions.LoadTrust(parse.GetValue(TlsCa)),
+                Token = SecurityOptions.ReadToken(parse.GetValue(TokenFile)),
+            };
+        }
+        catch (IOException e)
+        {
+            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            return ExitCodes.UsageError;
+        }
+        options = options with
         {
             Mptcp = parse.GetValue(Mptcp),
             ConnectTimeout = parse.GetValue(ConnectTimeout),
@@ -226,7 +247,7 @@ internal static class ClientCommands
         catch (UpstreamException e)
         {
             await Console.Error.WriteLineAsync($"error: {e.Message}");
-            return ExitCodes.NetworkError;
+            return e.Status is { } status ? ExitCodes.For(status) : ExitCodes.NetworkError;
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {

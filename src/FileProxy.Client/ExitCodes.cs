@@ -19,7 +19,7 @@ internal static class ExitCodes
         StatusCode.Ok => Success,
         StatusCode.NotFound => NotFound,
         StatusCode.BadRequest or StatusCode.Forbidden or StatusCode.RangeNotSatisfiable or StatusCode.VersionMismatch
-            or StatusCode.NotSupported or StatusCode.UnsupportedVersion => Refused,
+            or StatusCode.NotSupported or StatusCode.UnsupportedVersion or StatusCode.Unauthorized => Refused,
         StatusCode.UpstreamIntegrityError => IntegrityError,
         _ => NetworkError,
     };

@@ -35,14 +35,26 @@ var maxConnections = new Option<int>("--max-connections") { Description = "Conne
 var drain = CommandLine.DurationOption("--drain-timeout", "On Ctrl+C/SIGTERM, how long running transfers may finish", TimeSpan.FromSeconds(10));
 var mptcp = new Option<bool>("--mptcp") { Description = "Listen on a Linux MPTCP socket" };
 var upstreamMptcp = new Option<bool>("--upstream-mptcp") { Description = "Connect to the origin with a Linux MPTCP socket" };
+var maxFills = new Option<int>("--max-fills")
+{
+    Description = "Upstream fetches run at once; more wait their turn holding no buffer, file or connection",
+    DefaultValueFactory = _ => new CacheOptions { Directory = "" }.MaxConcurrentFills,
+};
+var tlsCert = SecurityOptions.TlsCertificate();
+var tlsKey = SecurityOptions.TlsKey();
+var tokenFile = SecurityOptions.TokenFile();
+var upstreamTls = SecurityOptions.Tls("--upstream-tls", "Connect to the origin with TLS (system trust store, or --upstream-tls-ca)");
+var upstreamTlsCa = SecurityOptions.TlsCa("--upstream-tls-ca", "PEM certificates to trust for the origin's TLS; implies --upstream-tls");
+var upstreamTokenFile = SecurityOptions.TokenFile("--upstream-token-file", "File holding the token to present to the origin");
 var logLevel = CommandLine.LogLevelOption();
 
 var command = new RootCommand("FileProxy caching proxy: serves files from its cache directory and fetches misses from the origin, once per file however many clients ask.")
 {
     upstreamHostArgument, upstreamPortArgument, listenPortArgument,
     upstreamHost, upstreamPort, port, listen, cacheDir, maxSize, revalidate, serveStale, allowPurge, noFsync,
-    maxConnections, drain, mptcp, upstreamMptcp, logLevel,
+    maxConnections, drain, mptcp, upstreamMptcp, maxFills, tlsCert, tlsKey, tokenFile, upstreamTls, upstreamTlsCa, upstreamTokenFile, logLevel,
 };
+SecurityOptions.RequireBoth(command, tlsCert, tlsKey);
 command.Validators.Add(result =>
 {
     if (result.GetResult(upstreamHostArgument) is { Tokens.Count: > 0 } && result.GetResult(upstreamHost) is not null)
@@ -71,6 +83,7 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
         ServeStaleOnError = parse.GetValue(serveStale),
         AllowPurge = parse.GetValue(allowPurge),
         Fsync = !parse.GetValue(noFsync),
+        MaxConcurrentFills = Math.Max(1, parse.GetValue(maxFills)),
     };
     var serverOptions = new ProtocolServerOptions
     {
@@ -78,9 +91,18 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
         MaxConnections = parse.GetValue(maxConnections),
         DrainTimeout = parse.GetValue(drain),
         Mptcp = parse.GetValue(mptcp),
+        TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey)),
+        Token = SecurityOptions.ReadToken(parse.GetValue(tokenFile)),
+    };
+    var upstreamOptions = new FileClientOptions
+    {
+        Mptcp = parse.GetValue(upstreamMptcp),
+        Tls = parse.GetValue(upstreamTls) || parse.GetValue(upstreamTlsCa) is not null,
+        TlsTrust = SecurityOptions.LoadTrust(parse.GetValue(upstreamTlsCa)),
+        Token = SecurityOptions.ReadToken(parse.GetValue(upstreamTokenFile)),
     };
     Log.Information("Upstream {Host}:{Port}", host, originPort);
-    var (server, source) = ProxyServer.Create(host, originPort, cache, serverOptions, new FileClientOptions { Mptcp = parse.GetValue(upstreamMptcp) });
+    var (server, source) = ProxyServer.Create(host, originPort, cache, serverOptions, upstreamOptions);
     return (server, source);
 }, cancellationToken));
 return await CommandLine.RunAsync(command, args);

@@ -18,12 +18,16 @@ var maxConnections = new Option<int>("--max-connections")
 };
 var drain = CommandLine.DurationOption("--drain-timeout", "On Ctrl+C/SIGTERM, how long running transfers may finish", TimeSpan.FromSeconds(10));
 var mptcp = new Option<bool>("--mptcp") { Description = "Listen on a Linux MPTCP socket (TCP clients still connect)" };
+var tlsCert = SecurityOptions.TlsCertificate();
+var tlsKey = SecurityOptions.TlsKey();
+var tokenFile = SecurityOptions.TokenFile();
 var logLevel = CommandLine.LogLevelOption();
 
 var command = new RootCommand("FileProxy origin server: serves the files under a directory over the FileProxy protocol.")
 {
-    root, port, listen, maxConnections, drain, mptcp, logLevel,
+    root, port, listen, maxConnections, drain, mptcp, tlsCert, tlsKey, tokenFile, logLevel,
 };
+SecurityOptions.RequireBoth(command, tlsCert, tlsKey);
 command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse.GetValue(logLevel), () =>
 {
     var options = new ProtocolServerOptions
@@ -32,6 +36,8 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
         MaxConnections = parse.GetValue(maxConnections),
         DrainTimeout = parse.GetValue(drain),
         Mptcp = parse.GetValue(mptcp),
+        TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey)),
+        Token = SecurityOptions.ReadToken(parse.GetValue(tokenFile)),
     };
     return (OriginServer.Create(parse.GetValue(root)!.FullName, options), null);
 }, cancellationToken));

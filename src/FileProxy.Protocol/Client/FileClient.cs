@@ -1,6 +1,9 @@
 using System.Buffers;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using FileProxy.Protocol.Hosting;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Transport;
@@ -16,6 +19,7 @@ namespace FileProxy.Protocol.Client;
 public sealed class FileClient : IAsyncDisposable
 {
     private readonly Socket _socket;
+    private readonly Link _link;
     private readonly FrameReader _reader;
     private readonly FileClientOptions _options;
     private readonly byte[] _requestBuffer = new byte[WireCodec.MaxRequestFrame];
@@ -24,12 +28,13 @@ public sealed class FileClient : IAsyncDisposable
     private bool _broken;
     private int _disposed;
 
-    private FileClient(Socket socket, FileClientOptions options)
+    private FileClient(Link link, FileClientOptions options)
     {
-        _socket = socket;
+        _link = link;
+        _socket = link.Socket;
         _options = options;
-        _reader = new FrameReader(socket, ProtocolLimits.MaxFrameLength);
-        RemoteEndPoint = socket.RemoteEndPoint!;
+        _reader = new FrameReader(link, ProtocolLimits.MaxFrameLength);
+        RemoteEndPoint = _socket.RemoteEndPoint!;
     }
 
     public EndPoint RemoteEndPoint { get; }
@@ -45,18 +50,67 @@ public sealed class FileClient : IAsyncDisposable
         options ??= new FileClientOptions();
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.ConnectTimeout);
+        FileClient? client = null;
         try
         {
             var socket = await SocketSetup.ConnectAsync(host, port, options.Mptcp, timeout.Token);
-            return new FileClient(socket, options);
+            client = new FileClient(options.Tls ? await StartTlsAsync(socket, host, options, timeout.Token) : new Link(socket), options);
+            if (options.Token is not null)
+            {
+                var head = await client.RequestAsync(new AuthRequest(options.Token), cancellationToken);
+                if (!head.IsOk)
+                {
+                    throw new UpstreamException($"{host}:{port} refused the token: {head.Message}", head.Status);
+                }
+            }
+            return client;
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
-            throw new UpstreamException($"connecting to {host}:{port} timed out after {Units.FormatDuration(options.ConnectTimeout)}");
+            if (client is not null)
+            {
+                await client.DisposeAsync();
+            }
+            throw e switch
+            {
+                UpstreamException => e,
+                OperationCanceledException => new UpstreamException(
+                    $"connecting to {host}:{port} timed out after {Units.FormatDuration(options.ConnectTimeout)}", e),
+                SocketException => new UpstreamException($"cannot connect to {host}:{port}: {e.Message}", e),
+                AuthenticationException or IOException => new UpstreamException($"TLS with {host}:{port} failed: {e.Message}", e),
+                _ => e,
+            };
         }
-        catch (SocketException e)
+    }
+
+    /// <summary>TLS over a connected socket, the server's certificate checked for <paramref name="host"/> against
+    /// the system's trust store or the options' own trusted certificates.</summary>
+    private static async Task<Link> StartTlsAsync(Socket socket, string host, FileClientOptions options, CancellationToken cancellationToken)
+    {
+        var tls = new SslStream(new NetworkStream(socket, ownsSocket: true));
+        try
         {
-            throw new UpstreamException($"cannot connect to {host}:{port}: {e.Message}", e);
+            var authentication = new SslClientAuthenticationOptions
+            {
+                TargetHost = host,
+                EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            };
+            if (options.TlsTrust is { } trust)
+            {
+                authentication.CertificateChainPolicy = new X509ChainPolicy
+                {
+                    TrustMode = X509ChainTrustMode.CustomRootTrust,
+                    RevocationMode = X509RevocationMode.NoCheck,
+                };
+                authentication.CertificateChainPolicy.CustomTrustStore.AddRange(trust);
+            }
+            await tls.AuthenticateAsClientAsync(authentication, cancellationToken);
+            return new Link(socket, tls);
+        }
+        catch
+        {
+            await tls.DisposeAsync();
+            throw;
         }
     }
 
@@ -98,7 +152,7 @@ public sealed class FileClient : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            _socket.Dispose();
+            _link.Dispose();
             _reader.Dispose();
             _timeout.Dispose();
         }
@@ -120,11 +174,7 @@ public sealed class FileClient : IAsyncDisposable
         using var registration = Arm(_options.ResponseTimeout, cancellationToken, out var token);
         try
         {
-            var data = _requestBuffer.AsMemory(0, length);
-            while (!data.IsEmpty)
-            {
-                data = data[await _socket.SendAsync(data, SocketFlags.None, token)..];
-            }
+            await _link.SendAsync(_requestBuffer.AsMemory(0, length), token);
             var frame = await _reader.ReadFrameAsync(null, token)
                 ?? throw new UpstreamException($"{RemoteEndPoint} closed the connection without answering");
             return WireCodec.DecodeResponse(request.Opcode, frame.Header, frame.Payload.Span);
@@ -184,7 +234,7 @@ public sealed class FileClient : IAsyncDisposable
         using var registration = Arm(_options.IdleTimeout, cancellationToken, out var token);
         try
         {
-            await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, token);
+            await _link.WaitReadableAsync(token);
         }
         catch (Exception e) when (Fail(e,
             $"sent no body byte for {Units.FormatDuration(_options.IdleTimeout)} ({response.Head.Length - response.Remaining} of {response.Head.Length} bytes received)",
@@ -211,7 +261,7 @@ public sealed class FileClient : IAsyncDisposable
     }
 
     /// <summary>Whether body bytes can be read now without waiting for the network.</summary>
-    internal bool HasPendingBytes => _reader.Buffered > 0 || _socket.Available > 0;
+    internal bool HasPendingBytes => _reader.Buffered > 0 || _link.HasPendingBytes;
 
     internal void Abandon(GetResponse response)
     {

@@ -12,4 +12,15 @@ public sealed record FileClientOptions
 
     /// <summary>Connect with a Linux MPTCP socket (falls back to TCP where the kernel or peer lacks it).</summary>
     public bool Mptcp { get; init; }
+
+    /// <summary>Speak TLS, checking the server's certificate against the system's trust store, or against
+    /// <see cref="TlsTrust"/> when set.</summary>
+    public bool Tls { get; init; }
+
+    /// <summary>Certificates (a private CA, or a server's own self-signed certificate) to trust instead of the
+    /// system's store.</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2Collection? TlsTrust { get; init; }
+
+    /// <summary>Shared token presented (AUTH) right after connecting; null for none.</summary>
+    public string? Token { get; init; }
 }

@@ -27,14 +27,16 @@ public sealed partial class ProtocolServer
         private long _phaseStarted;
         private volatile int _phase;
         private volatile bool _timedOut;
+        private bool _authenticated;
 
-        public Connection(ProtocolServer server, Socket socket, ILogger log)
+        public Connection(ProtocolServer server, Link link, ILogger log)
         {
             _server = server;
-            _socket = socket;
+            _socket = link.Socket;
             _log = log;
-            _reader = new FrameReader(socket, WireCodec.MaxRequestFrame - ProtocolLimits.FrameHeaderLength);
-            _sender = new SocketSender(socket);
+            _reader = new FrameReader(link, WireCodec.MaxRequestFrame - ProtocolLimits.FrameHeaderLength);
+            _sender = new SocketSender(link);
+            _authenticated = server._options.Token is null;
             _readCancel = CancellationTokenSource.CreateLinkedTokenSource(server._stopping.Token);
             _onFirstByte = () => Enter(HeaderPhase);
         }
@@ -167,6 +169,19 @@ public sealed partial class ProtocolServer
                 return await TrySendErrorAsync(frame.Header.Opcode, StatusCode.BadRequest, e.Message);
             }
 
+            if (request is AuthRequest auth)
+            {
+                return await AuthenticateAsync(auth, started);
+            }
+            if (!_authenticated)
+            {
+                Interlocked.Increment(ref _server._counters.AuthRefused);
+                Interlocked.Increment(ref _server._counters.RequestsFailed);
+                _log.Warning("{Opcode} refused: no token presented on a server that requires one; closing", request.Opcode);
+                await TrySendErrorAsync(request.Opcode, StatusCode.Unauthorized, "this server requires a token (client: --token-file)");
+                return false;
+            }
+
             var name = request switch
             {
                 GetRequest get => get.Name,
@@ -233,6 +248,28 @@ public sealed partial class ProtocolServer
             }
             LogRequest(request, name, head, sent, started, keepOpen);
             return keepOpen;
+        }
+
+        /// <summary>Checks a presented token (in constant time). A wrong one closes the connection.</summary>
+        private async ValueTask<bool> AuthenticateAsync(AuthRequest auth, long started)
+        {
+            var expected = _server._options.Token;
+            var ok = expected is null || System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+                System.Text.Encoding.UTF8.GetBytes(auth.Token), System.Text.Encoding.UTF8.GetBytes(expected));
+            if (!ok)
+            {
+                Interlocked.Increment(ref _server._counters.AuthRefused);
+                Interlocked.Increment(ref _server._counters.RequestsFailed);
+                _log.Warning("AUTH refused: wrong token; closing");
+                await TrySendErrorAsync(Opcode.Auth, StatusCode.Unauthorized, "wrong token");
+                return false;
+            }
+            _authenticated = true;
+            var head = new ResponseHead(StatusCode.Ok, expected is null ? "no token needed" : "authenticated");
+            var length = WireCodec.EncodeResponse(Opcode.Auth, head, _writeBuffer);
+            await _sender.SendAsync(_writeBuffer.AsMemory(0, length), Abort);
+            _log.Debug("AUTH Ok in {ElapsedMs:0.###} ms", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            return true;
         }
 
         private async ValueTask<long> SendResponseAsync(Opcode opcode, ResponseHead head, IResponseBody? body)

@@ -1,4 +1,6 @@
 using System.Net;
+using System.Net.Security;
+using System.Security.Authentication;
 using System.Net.Sockets;
 using FileProxy.Protocol.Transport;
 using FileProxy.Protocol.Wire;
@@ -192,7 +194,12 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         try
         {
             SocketSetup.Configure(socket);
-            using var connection = new Connection(this, socket, log);
+            using var link = await OpenLinkAsync(socket, log);
+            if (link is null)
+            {
+                return;
+            }
+            using var connection = new Connection(this, link, log);
             await connection.RunAsync();
         }
         catch (Exception e)
@@ -202,6 +209,35 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         finally
         {
             socket.Dispose();
+        }
+    }
+
+    /// <summary>The connection's byte stream: the socket itself, or TLS over it once the handshake succeeded within
+    /// the header timeout (null when it did not: logged, and the connection closes).</summary>
+    private async ValueTask<Link?> OpenLinkAsync(Socket socket, ILogger log)
+    {
+        if (_options.TlsCertificate is null)
+        {
+            return new Link(socket);
+        }
+        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false));
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_aborting.Token);
+            timeout.CancelAfter(_options.HeaderTimeout);
+            await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+            {
+                ServerCertificate = _options.TlsCertificate,
+                EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            }, timeout.Token);
+            return new Link(socket, tls);
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException)
+        {
+            Interlocked.Increment(ref _counters.TlsHandshakesFailed);
+            log.Warning("TLS handshake failed: {Reason}", e is OperationCanceledException ? "not completed in time" : e.Message);
+            await tls.DisposeAsync();
+            return null;
         }
     }
 
@@ -215,6 +251,8 @@ public sealed partial class ProtocolServer : IAsyncDisposable
             new("requests", Interlocked.Read(ref _counters.Requests)),
             new("requests_failed", Interlocked.Read(ref _counters.RequestsFailed)),
             new("bytes_served", Interlocked.Read(ref _counters.BytesServed)),
+            new("tls_handshakes_failed", Interlocked.Read(ref _counters.TlsHandshakesFailed)),
+            new("auth_refused", Interlocked.Read(ref _counters.AuthRefused)),
         ];
         counters.AddRange(_source.Counters);
         return counters;
@@ -227,5 +265,7 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         public long Requests;
         public long RequestsFailed;
         public long BytesServed;
+        public long TlsHandshakesFailed;
+        public long AuthRefused;
     }
 }

@@ -19,4 +19,10 @@ public sealed record ProtocolServerOptions
 
     /// <summary>Listen on a Linux MPTCP socket (plain TCP peers still connect).</summary>
     public bool Mptcp { get; init; }
+
+    /// <summary>Speak TLS on every connection with this certificate; null for plain TCP.</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2? TlsCertificate { get; init; }
+
+    /// <summary>A shared secret every connection must present (AUTH) before any other request; null for none.</summary>
+    public string? Token { get; init; }
 }

@@ -10,15 +10,20 @@ namespace FileProxy.Protocol.Transport;
 /// </summary>
 internal sealed class FrameReader : IDisposable
 {
-    private readonly Socket _socket;
+    private readonly Link _link;
     private readonly int _maxPayload;
     private byte[]? _buffer;
     private int _start;
     private int _end;
 
     public FrameReader(Socket socket, int maxPayload)
+        : this(new Link(socket), maxPayload)
     {
-        _socket = socket;
+    }
+
+    public FrameReader(Link link, int maxPayload)
+    {
+        _link = link;
         _maxPayload = maxPayload;
         _buffer = ArrayPool<byte>.Shared.Rent(ProtocolLimits.FrameHeaderLength + maxPayload);
     }
@@ -74,7 +79,7 @@ internal sealed class FrameReader : IDisposable
             _start += count;
             return count;
         }
-        return await _socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken);
+        return await _link.ReceiveAsync(destination, cancellationToken);
     }
 
     public void Dispose()
@@ -95,7 +100,7 @@ internal sealed class FrameReader : IDisposable
             _end -= _start;
             _start = 0;
         }
-        var read = await _socket.ReceiveAsync(buffer.AsMemory(_end), SocketFlags.None, cancellationToken);
+        var read = await _link.ReceiveAsync(buffer.AsMemory(_end), cancellationToken);
         _end += read;
         return read > 0;
     }

@@ -10,29 +10,36 @@ internal sealed class SocketSender : IDisposable
 {
     private const int MaxSendFileChunk = 1 << 30;
 
+    private const int TlsCopyBytes = 256 * 1024;
+
+    private readonly Link _link;
     private readonly Socket _socket;
     private readonly SocketAsyncEventArgs _args = new();
     private TaskCompletionSource<SocketError>? _pending;
 
     public SocketSender(Socket socket)
+        : this(new Link(socket))
     {
-        _socket = socket;
+    }
+
+    public SocketSender(Link link)
+    {
+        _link = link;
+        _socket = link.Socket;
         _args.Completed += (_, args) => _pending!.TrySetResult(args.SocketError);
     }
 
-    public async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
-    {
-        while (!data.IsEmpty)
-        {
-            var sent = await _socket.SendAsync(data, SocketFlags.None, cancellationToken);
-            data = data[sent..];
-        }
-    }
+    public ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken) => _link.SendAsync(data, cancellationToken);
 
     /// <summary>Sends <paramref name="count"/> bytes of <paramref name="file"/> from <paramref name="offset"/>.
     /// The file must hold them: a short file is an error, never a short body.</summary>
     public async ValueTask SendFileAsync(FileStream file, long offset, long count, CancellationToken cancellationToken)
     {
+        if (_link.Tls is not null)
+        {
+            await CopyThroughTlsAsync(file, offset, count, cancellationToken);
+            return;
+        }
         while (count > 0)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -50,6 +57,30 @@ internal sealed class SocketSender : IDisposable
             }
             offset += chunk;
             count -= chunk;
+        }
+    }
+
+    /// <summary>TLS encrypts in user space, so a file region is read and written through a pooled buffer.</summary>
+    private async ValueTask CopyThroughTlsAsync(FileStream file, long offset, long count, CancellationToken cancellationToken)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Min(TlsCopyBytes, Math.Max(count, 1)));
+        try
+        {
+            while (count > 0)
+            {
+                var read = await RandomAccess.ReadAsync(file.SafeFileHandle, buffer.AsMemory(0, (int)Math.Min(buffer.Length, count)), offset, cancellationToken);
+                if (read == 0)
+                {
+                    throw new IOException($"file ended {count} bytes early (file shrank?)");
+                }
+                await _link.Tls!.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                offset += read;
+                count -= read;
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

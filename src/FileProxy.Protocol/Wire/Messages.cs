@@ -17,6 +17,12 @@ public sealed record StatsRequest() : Request(Opcode.Stats);
 /// <summary>PURGE: <c>[str16 name]</c>.</summary>
 public sealed record PurgeRequest(string Name) : Request(Opcode.Purge);
 
+/// <summary>AUTH: <c>[str16 token]</c>. The token is a secret: never logged.</summary>
+public sealed record AuthRequest(string Token) : Request(Opcode.Auth)
+{
+    public override string ToString() => "AuthRequest { Token = (hidden) }";
+}
+
 /// <summary>Where a response's bytes came from, so clients and logs can tell hits from misses.</summary>
 public enum ResponseSource : byte
 {

@@ -8,12 +8,15 @@ public enum Opcode : byte
     Stat = 0x02,
     Stats = 0x03,
     Purge = 0x04,
+    /// <summary>Presents the connection's shared token (servers started with a token file require it first).</summary>
+    Auth = 0x05,
 
     ResponseFlag = 0x80,
     GetResponse = Get | ResponseFlag,
     StatResponse = Stat | ResponseFlag,
     StatsResponse = Stats | ResponseFlag,
     PurgeResponse = Purge | ResponseFlag,
+    AuthResponse = Auth | ResponseFlag,
 
     /// <summary>Answers what has no request opcode to echo: an unknown opcode, a malformed frame header, a header
     /// timeout, or a connection refused as Busy. A known opcode with a bad payload gets <c>opcode | 0x80</c>.</summary>

@@ -21,6 +21,9 @@ public static class ProtocolLimits
     /// <summary>Largest version tag, in ASCII bytes.</summary>
     public const int MaxVersionBytes = 128;
 
+    /// <summary>Longest shared token (AUTH), in UTF-8 bytes.</summary>
+    public const int MaxTokenBytes = 256;
+
     /// <summary>Largest error message, in UTF-8 bytes; longer messages are cut.</summary>
     public const int MaxMessageBytes = 4096;
 

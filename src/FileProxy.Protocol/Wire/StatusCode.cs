@@ -19,4 +19,6 @@ public enum StatusCode : byte
     UpstreamIntegrityError = 10,
     /// <summary>The request is well formed but this kind of peer does not offer it (PURGE sent to an origin).</summary>
     NotSupported = 11,
+    /// <summary>The server requires a shared token on this connection and none, or a wrong one, was presented.</summary>
+    Unauthorized = 12,
 }

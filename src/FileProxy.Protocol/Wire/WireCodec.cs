@@ -4,11 +4,11 @@ namespace FileProxy.Protocol.Wire;
 /// Encodes and decodes whole frames. Layouts (big-endian, str16 = u16 byte count + UTF-8):
 /// <list type="bullet">
 /// <item>GET <c>[str16 name][u64 offset][u64 length][str16 ifVersion]</c></item>
-/// <item>STAT, PURGE <c>[str16 name]</c>; STATS: empty</item>
+/// <item>STAT, PURGE <c>[str16 name]</c>; STATS: empty; AUTH <c>[str16 token]</c></item>
 /// <item>every response <c>[u8 status][str16 message]</c>, and on Ok:
 ///   GET <c>[u64 size][str16 version][32 digest][u64 offset][u64 length][u8 source]</c> then length raw body bytes;
 ///   STAT <c>[u64 size][str16 version][32 digest][u8 source]</c>;
-///   STATS <c>[u16 count]{[str16 key][u64 value]}</c>; PURGE nothing.</item>
+///   STATS <c>[u16 count]{[str16 key][u64 value]}</c>; PURGE, AUTH nothing.</item>
 /// </list>
 /// See docs/PROTOCOL.md.
 /// </summary>
@@ -45,6 +45,13 @@ public static class WireCodec
                 break;
             case StatsRequest:
                 break;
+            case AuthRequest auth:
+                if (System.Text.Encoding.UTF8.GetByteCount(auth.Token) > ProtocolLimits.MaxTokenBytes)
+                {
+                    throw new ArgumentException($"token is longer than {ProtocolLimits.MaxTokenBytes} bytes", nameof(request));
+                }
+                writer.String16(auth.Token, ProtocolLimits.MaxTokenBytes);
+                break;
             default:
                 throw new ArgumentException($"unknown request {request.GetType().Name}", nameof(request));
         }
@@ -64,6 +71,7 @@ public static class WireCodec
             Opcode.Stat => new StatRequest(ReadName(ref reader)),
             Opcode.Stats => new StatsRequest(),
             Opcode.Purge => new PurgeRequest(ReadName(ref reader)),
+            Opcode.Auth => new AuthRequest(reader.String16(ProtocolLimits.MaxTokenBytes, "token")),
             _ => throw new ProtocolException($"unknown opcode 0x{(byte)opcode:x2}"),
         };
         reader.End();
@@ -93,7 +101,7 @@ public static class WireCodec
                 case Opcode.Stats:
                     WriteCounters(ref writer, head.Counters);
                     break;
-                case Opcode.Purge:
+                case Opcode.Purge or Opcode.Auth:
                     break;
                 default:
                     throw new ArgumentException($"no Ok response for opcode {requestOpcode}", nameof(requestOpcode));
@@ -144,7 +152,7 @@ public static class WireCodec
     }
 
     private static Opcode ErrorOpcodeFor(Opcode requestOpcode) =>
-        requestOpcode is Opcode.Get or Opcode.Stat or Opcode.Stats or Opcode.Purge
+        requestOpcode is Opcode.Get or Opcode.Stat or Opcode.Stats or Opcode.Purge or Opcode.Auth
             ? requestOpcode | Opcode.ResponseFlag
             : Opcode.ErrorResponse;
 

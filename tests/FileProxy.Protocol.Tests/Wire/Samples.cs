@@ -17,6 +17,7 @@ internal static class Samples
         ["STAT"] = new StatRequest("dir/file.txt"),
         ["STATS"] = new StatsRequest(),
         ["PURGE"] = new PurgeRequest("dir/file.txt"),
+        ["AUTH"] = new AuthRequest("s3cret token"),
     };
 
     public static IReadOnlyDictionary<string, (Opcode RequestOpcode, ResponseHead Head)> Responses { get; } =
@@ -32,6 +33,8 @@ internal static class Samples
                 Counters = [new("requests", 42), new("bytes_served", 1L << 40)],
             }),
             ["PURGE Ok"] = (Opcode.Purge, new ResponseHead(StatusCode.Ok, "purged")),
+            ["AUTH Ok"] = (Opcode.Auth, new ResponseHead(StatusCode.Ok, "authenticated")),
+            ["AUTH Unauthorized"] = (Opcode.Auth, ResponseHead.Error(StatusCode.Unauthorized, "wrong token")),
             ["GET NotFound"] = (Opcode.Get, ResponseHead.Error(StatusCode.NotFound, "no such file: données.bin")),
             ["unknown opcode BadRequest"] = ((Opcode)0x42, ResponseHead.Error(StatusCode.BadRequest, "unknown opcode 0x42")),
         };

@@ -114,7 +114,8 @@ public sealed class WireCodecTests
     [Theory]
     [InlineData(Opcode.Get, Opcode.GetResponse)]
     [InlineData(Opcode.Purge, Opcode.PurgeResponse)]
-    [InlineData((Opcode)0x05, Opcode.ErrorResponse)]
+    [InlineData(Opcode.Auth, Opcode.AuthResponse)]
+    [InlineData((Opcode)0x06, Opcode.ErrorResponse)]
     [InlineData(Opcode.GetResponse, Opcode.ErrorResponse)]
     public void Error_response_uses_the_request_response_opcode_or_the_error_opcode_for_unknown_requests(Opcode request, Opcode expected)
     {

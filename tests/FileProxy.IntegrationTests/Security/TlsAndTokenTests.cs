@@ -1,0 +1,153 @@
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using FileProxy.Client;
+using FileProxy.IntegrationTests.Infrastructure;
+using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Server;
+using FileProxy.Protocol.Wire;
+using FileProxy.Proxy;
+using FileProxy.Proxy.Cache;
+using FileProxy.Server;
+using Xunit.Abstractions;
+
+namespace FileProxy.IntegrationTests.Security;
+
+/// <summary>
+/// TLS on every hop and a shared token per connection: bytes arrive exact through a TLS proxy in front of a TLS
+/// origin (miss and hit); an untrusted certificate, a plain client, a missing or wrong token are refused with a
+/// clear reason, and the real client program exits with the documented codes.
+/// </summary>
+public sealed class TlsAndTokenTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly TempDirectory _work = new("fileproxy-tls");
+
+    public void Dispose() => _work.Dispose();
+
+    [Fact]
+    public async Task A_file_crosses_a_tls_proxy_in_front_of_a_tls_origin_byte_exact_on_a_miss_and_a_hit()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (certificate, trust) = SelfSigned("origin-and-proxy");
+        using var root = new TempDirectory("fileproxy-root");
+        using var cache = new TempDirectory("fileproxy-cache");
+        var content = Fetch.RandomBytes(3_000_000, seed: 130);
+        root.Write("secret.bin", content);
+        var tls = new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), TlsCertificate = certificate, Token = "origin-token" };
+        await using var origin = new ProtocolServer(new DirectorySource(root.Path), tls, TestLog.For(output, "origin"));
+        origin.Start();
+        var (proxy, source) = ProxyServer.Create("127.0.0.1", origin.LocalEndPoint.Port,
+            new CacheOptions { Directory = cache.Path, Fsync = false }, tls with { Token = "proxy-token" },
+            new FileClientOptions { Tls = true, TlsTrust = trust, Token = "origin-token" }, TestLog.For(output, "proxy"));
+        await using (proxy)
+        await using (source)
+        {
+            proxy.Start();
+            await using var client = await FileClient.ConnectAsync("127.0.0.1", proxy.LocalEndPoint.Port,
+                new FileClientOptions { Tls = true, TlsTrust = trust, Token = "proxy-token" }, deadline.Token);
+
+            var miss = await Fetch.GetAsync(client, "secret.bin", deadline.Token);
+            await Poll.UntilAsync(async () => (await client.StatsAsync(deadline.Token)).Counters.Single(c => c.Key == "fills_in_progress").Value == 0,
+                "the fill is committed", deadline.Token);
+            var hit = await Fetch.GetAsync(client, "secret.bin", deadline.Token);
+            var range = await Fetch.GetAsync(client, "secret.bin", deadline.Token, offset: 100, length: 50_000);
+
+            miss.Body.Should().Equal(content);
+            miss.Head.Source.Should().Be(ResponseSource.CacheMiss);
+            hit.Body.Should().Equal(content);
+            hit.Head.Source.Should().Be(ResponseSource.CacheHit);
+            range.Body.Should().Equal(content.AsSpan(100, 50_000).ToArray());
+        }
+    }
+
+    [Fact]
+    public async Task An_untrusted_certificate_and_a_plain_client_are_refused_clearly()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (certificate, _) = SelfSigned("server");
+        var (_, otherTrust) = SelfSigned("someone-else");
+        using var root = new TempDirectory("fileproxy-root");
+        root.Write("a.bin", Fetch.RandomBytes(1000, seed: 131));
+        await using var origin = new ProtocolServer(new DirectorySource(root.Path),
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), TlsCertificate = certificate }, TestLog.For(output, "origin"));
+        origin.Start();
+        var port = origin.LocalEndPoint.Port;
+
+        var untrusted = () => FileClient.ConnectAsync("127.0.0.1", port, new FileClientOptions { Tls = true, TlsTrust = otherTrust }, deadline.Token);
+        await untrusted.Should().ThrowAsync<UpstreamException>().WithMessage("TLS with 127.0.0.1:* failed*");
+
+        await using var plain = await FileClient.ConnectAsync("127.0.0.1", port, new FileClientOptions { ResponseTimeout = TimeSpan.FromSeconds(5) }, deadline.Token);
+        var plainGet = () => plain.StatAsync("a.bin", deadline.Token);
+        await plainGet.Should().ThrowAsync<UpstreamException>("a plain client gets no FileProxy answer from a TLS server");
+    }
+
+    [Fact]
+    public async Task A_missing_or_wrong_token_is_refused_and_the_right_one_is_served()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var root = new TempDirectory("fileproxy-root");
+        var content = Fetch.RandomBytes(1000, seed: 132);
+        root.Write("a.bin", content);
+        await using var origin = new ProtocolServer(new DirectorySource(root.Path),
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), Token = "s3cret" }, TestLog.For(output, "origin"));
+        origin.Start();
+        var port = origin.LocalEndPoint.Port;
+
+        await using var none = await FileClient.ConnectAsync("127.0.0.1", port, cancellationToken: deadline.Token);
+        var withoutToken = await none.StatAsync("a.bin", deadline.Token);
+        var wrong = () => FileClient.ConnectAsync("127.0.0.1", port, new FileClientOptions { Token = "guess" }, deadline.Token);
+        await using var right = await FileClient.ConnectAsync("127.0.0.1", port, new FileClientOptions { Token = "s3cret" }, deadline.Token);
+        var served = await Fetch.GetAsync(right, "a.bin", deadline.Token);
+
+        withoutToken.Status.Should().Be(StatusCode.Unauthorized);
+        (await wrong.Should().ThrowAsync<UpstreamException>()).Which.Status.Should().Be(StatusCode.Unauthorized);
+        served.Body.Should().Equal(content);
+        var stats = await right.StatsAsync(deadline.Token);
+        stats.Counters.Single(c => c.Key == "auth_refused").Value.Should().Be(2);
+    }
+
+    [Fact]
+    public async Task The_client_program_speaks_tls_with_a_token_and_exits_4_on_a_wrong_token()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var (certificate, _) = SelfSigned("server");
+        var caFile = _work.Combine("server.pem");
+        await File.WriteAllTextAsync(caFile, certificate.ExportCertificatePem(), deadline.Token);
+        var tokenFile = _work.Write("token", "s3cret\n"u8.ToArray());
+        var wrongFile = _work.Write("wrong", "nope\n"u8.ToArray());
+        using var root = new TempDirectory("fileproxy-root");
+        var content = Fetch.RandomBytes(2_000_000, seed: 133);
+        root.Write("a.bin", content);
+        await using var origin = new ProtocolServer(new DirectorySource(root.Path),
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), TlsCertificate = certificate, Token = "s3cret" }, TestLog.For(output, "origin"));
+        origin.Start();
+        var peer = $"127.0.0.1:{origin.LocalEndPoint.Port.ToString(CultureInfo.InvariantCulture)}";
+
+        var ok = await ClientProcess.RunAsync(output, ["a.bin", "-p", peer, "--tls-ca", caFile, "--token-file", tokenFile, "-o", _work.Combine("out.bin")], deadline.Token);
+        var refused = await ClientProcess.RunAsync(output, ["a.bin", "-p", peer, "--tls-ca", caFile, "--token-file", wrongFile, "-o", _work.Combine("no.bin")], deadline.Token);
+
+        ok.ExitCode.Should().Be(ExitCodes.Success, ok.StandardError);
+        File.ReadAllBytes(_work.Combine("out.bin")).Should().Equal(content);
+        refused.ExitCode.Should().Be(ExitCodes.Refused);
+        refused.Lines().Should().ContainSingle().Which.Should().Contain("refused the token");
+        File.Exists(_work.Combine("no.bin")).Should().BeFalse();
+    }
+
+    /// <summary>A self-signed certificate for 127.0.0.1 and localhost, with its private key, and a collection that
+    /// trusts it.</summary>
+    private static (X509Certificate2 Certificate, X509Certificate2Collection Trust) SelfSigned(string subject)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={subject}", key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddIpAddress(IPAddress.Loopback);
+        names.AddDnsName("localhost");
+        request.CertificateExtensions.Add(names.Build());
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        using var created = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        // Through PEM, as the programs load it (--tls-cert / --tls-key).
+        var certificate = X509Certificate2.CreateFromPem(created.ExportCertificatePem(), key.ExportPkcs8PrivateKeyPem());
+        return (certificate, [X509CertificateLoader.LoadCertificate(certificate.RawData)]);
+    }
+}
