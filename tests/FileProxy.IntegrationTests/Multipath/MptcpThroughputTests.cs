@@ -24,7 +24,8 @@ public sealed class MptcpThroughputTests(ITestOutputHelper output)
     {
         await using var testbed = await Testbed.CreateAsync("direct", output);
         testbed.Work.Write("root/big.bin", Fetch.RandomBytes(FileBytes, seed: 73));
-        await testbed.StartServer("srv", "--root", testbed.Work.Combine("root"), "--port", "5010", "--mptcp");
+        var origin = await testbed.StartServer("srv", "--root", testbed.Work.Combine("root"), "--port", "5010", "--mptcp",
+            "--log-level", "Debug");
         var server = $"{Testbed.Address(0, 2)}:5010";
 
         var tcp = new List<ClientRun>();
@@ -36,6 +37,8 @@ public sealed class MptcpThroughputTests(ITestOutputHelper output)
         }
 
         AssertFaster(tcp, mptcp, "over MPTCP, 2 subflows");
+        origin.Output.Should().Contain("MPTCP at the end of a transfer: 2 subflows", "the server logs its subflows at Debug")
+            .And.Contain($"MPTCP subflow 1 {server} -> {Testbed.Address(1, 1)}:", "the second subflow runs over path 1");
     }
 
     [SkippableFact]
