@@ -109,7 +109,7 @@ internal static class ClientCommands
                 var result = toStdout
                     ? await Download.ToStandardOutputAsync(client, safeName, (ulong)parse.GetValue(offset), rangeLength, limited)
                     : await Download.ToPathAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, limited);
-                Report(safeName, target!, toStdout, result);
+                Report(safeName, target!, toStdout, result, client.Mptcp.Describe());
                 return result.ExitCode;
             }, cancellationToken);
         });
@@ -134,6 +134,10 @@ internal static class ClientCommands
             Console.WriteLine($"version: {head.File.Version}");
             Console.WriteLine($"blake3:  {head.File.Digest}");
             Console.WriteLine($"source:  {Describe(head.Source)}");
+            if (client.Mptcp.Describe() is { } transport)
+            {
+                Console.WriteLine($"transport: {transport}");
+            }
             return ExitCodes.Success;
         }, cancellationToken));
         return command;
@@ -271,7 +275,7 @@ internal static class ClientCommands
         }
     }
 
-    private static void Report(SafeName name, string target, bool toStdout, DownloadResult result)
+    private static void Report(SafeName name, string target, bool toStdout, DownloadResult result, string? transport)
     {
         if (result.ExitCode != ExitCodes.Success)
         {
@@ -281,7 +285,7 @@ internal static class ClientCommands
         var head = result.Head!;
         var seconds = Math.Max(result.Elapsed.TotalSeconds, 1e-6);
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{(toStdout ? "" : " -> " + target)}");
+            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}{(transport is null ? "" : ", " + transport)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{(toStdout ? "" : " -> " + target)}");
         // Beside the bytes themselves on standard output, or on a device or FIFO that may well be standard output.
         (toStdout || result.WroteStraight ? Console.Error : Console.Out).WriteLine(line);
     }

@@ -27,6 +27,15 @@ public sealed partial class WiresharkDissectorTests(ITestOutputHelper output)
 
         using (var tshark = await StartCaptureAsync(capture, ports, deadline.Token))
         {
+            // "Capturing on" can come before packets are really recorded: knock (connect, close) until one is.
+            await Poll.UntilAsync(async () =>
+            {
+                using (var knock = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
+                {
+                    await knock.ConnectAsync(System.Net.IPAddress.Loopback, cluster.ProxyPort, deadline.Token);
+                }
+                return await PacketsInAsync(capture, deadline.Token) > 0;
+            }, "the capture records packets", deadline.Token);
             await using var client = await cluster.ConnectProxyAsync(deadline.Token);
             (await Fetch.GetAsync(client, "dir/cap ture.bin", deadline.Token)).Body.Should().Equal(content);
             await cluster.WaitForFillsAsync(deadline.Token);
@@ -63,7 +72,7 @@ public sealed partial class WiresharkDissectorTests(ITestOutputHelper output)
     private async Task<Process> StartCaptureAsync(string file, string filter, CancellationToken cancellationToken)
     {
         var start = new ProcessStartInfo("tshark") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var argument in (string[])["-i", "lo", "-f", filter, "-w", file, "-q"])
+        foreach (var argument in (string[])["-i", "lo", "-f", filter, "-w", file, "-q", "-B", "64"])
         {
             start.ArgumentList.Add(argument);
         }
@@ -150,6 +159,23 @@ public sealed partial class WiresharkDissectorTests(ITestOutputHelper output)
             }
         }
         return frames;
+    }
+
+    private static async Task<int> PacketsInAsync(string file, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(file))
+        {
+            return 0;
+        }
+        using var process = Process.Start(new ProcessStartInfo("tshark", ["-r", file, "-T", "fields", "-e", "frame.number"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        })!;
+        var text = await process.StandardOutput.ReadToEndAsync(cancellationToken);
+        await process.WaitForExitAsync(cancellationToken);
+        return text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
     }
 
     private static string[] Split(string field) => field.Length == 0 ? [] : field.Split(';');
