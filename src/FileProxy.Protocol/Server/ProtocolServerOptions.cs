@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using FileProxy.Protocol.Wire;
 
 namespace FileProxy.Protocol.Server;
@@ -19,4 +20,8 @@ public sealed record ProtocolServerOptions
 
     /// <summary>Listen on a Linux MPTCP socket (plain TCP peers still connect).</summary>
     public bool Mptcp { get; init; }
+
+    /// <summary>A socket already bound and listening (socket activation, tests that own their ports): the server
+    /// accepts on it instead of binding <see cref="EndPoint"/>, and closes it when it stops.</summary>
+    public Socket? ListenSocket { get; init; }
 }

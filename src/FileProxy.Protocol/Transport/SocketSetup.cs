@@ -38,6 +38,12 @@ public static class SocketSetup
             socket.Listen(backlog);
             return socket;
         }
+        catch (SocketException e)
+        {
+            // "Address already in use" alone does not say which address.
+            socket.Dispose();
+            throw new SocketException((int)e.SocketErrorCode, $"cannot listen on {endPoint}: {e.Message}");
+        }
         catch
         {
             socket.Dispose();
