@@ -4,11 +4,7 @@ using FileProxy.Protocol.Hosting;
 using FileProxy.Protocol.Server;
 using FileProxy.Server;
 
-var root = new Option<DirectoryInfo>("--root")
-{
-    Description = "Directory whose files are served (default: the current directory)",
-    DefaultValueFactory = _ => new DirectoryInfo(Directory.GetCurrentDirectory()),
-};
+var root = new Option<DirectoryInfo?>("--root") { Description = "Directory whose files are served (default: the current directory)", HelpName = "dir" };
 var port = CommandLine.PortOption("--port", "TCP port to listen on", OriginServer.DefaultPort);
 var listen = CommandLine.ListenAddressOption();
 var maxConnections = new Option<int>("--max-connections")
@@ -33,6 +29,6 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
         DrainTimeout = parse.GetValue(drain),
         Mptcp = parse.GetValue(mptcp),
     };
-    return (OriginServer.Create(parse.GetValue(root)!.FullName, options), null);
+    return (OriginServer.Create((parse.GetValue(root) ?? new DirectoryInfo(Directory.GetCurrentDirectory())).FullName, options), null);
 }, cancellationToken));
 return await CommandLine.RunAsync(command, args);
