@@ -37,7 +37,6 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         _upstream = upstream;
         _log = (log ?? Log.Logger).ForContext<CacheSource>();
         _store = new CacheStore(options.Directory, _log);
-        LoadIndex();
     }
 
     public string Role => "proxy";
@@ -151,6 +150,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         await Task.WhenAll(fills);
         await _upstream.DisposeAsync();
         _shutdown.Dispose();
+        _store.Dispose();
     }
 
     /// <summary>
