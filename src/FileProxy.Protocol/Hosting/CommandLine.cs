@@ -5,6 +5,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using Serilog;
 using Serilog.Events;
+using Serilog.Sinks.SystemConsole.Themes;
 
 namespace FileProxy.Protocol.Hosting;
 
@@ -118,6 +119,7 @@ public static class CommandLine
     public static async Task<int> RunAsync(RootCommand root, string[] args)
     {
         UseInlineSocketCompletions();
+        KeepTerminalModes();
         var parseResult = root.Parse(args);
         if (UsageErrors(parseResult) is { Count: > 0 } errors)
         {
@@ -323,14 +325,26 @@ public static class CommandLine
         return d[a.Length, b.Length];
     }
 
+    /// <summary>Log lines on standard error, dated, every string value escaped (<see cref="EscapingEnricher"/>), in
+    /// colour (ANSI) only on a terminal.</summary>
     public static void ConfigureLogging(LogEventLevel level) =>
         Log.Logger = new LoggerConfiguration()
             .MinimumLevel.Is(level)
+            .Enrich.With<EscapingEnricher>()
             .WriteTo.Console(
-                outputTemplate: "{Timestamp:HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}",
+                outputTemplate: "{Timestamp:yyyy-MM-dd HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}",
                 formatProvider: CultureInfo.InvariantCulture,
-                standardErrorFromLevel: LogEventLevel.Verbose)
+                standardErrorFromLevel: LogEventLevel.Verbose,
+                theme: Console.IsErrorRedirected ? ConsoleTheme.None : AnsiConsoleTheme.Literate)
             .CreateLogger();
+
+    /// <summary>
+    /// .NET's console, the first time it writes to a terminal, puts the terminal's keypad in application mode
+    /// (terminfo's keypad_xmit, <c>ESC[?1h ESC=</c>) for Console.ReadKey, which these programs never call: the user
+    /// saw those bytes before every output. Without TERM it finds no terminfo and sends nothing. Log colours do not
+    /// depend on it (<see cref="ConfigureLogging"/> writes ANSI codes itself). Must run before the first console write.
+    /// </summary>
+    public static void KeepTerminalModes() => Environment.SetEnvironmentVariable("TERM", null);
 
     private static long ParseSize(ArgumentResult result)
     {

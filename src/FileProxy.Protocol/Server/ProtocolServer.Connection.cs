@@ -25,6 +25,7 @@ public sealed partial class ProtocolServer
         private readonly CancellationTokenSource _readCancel;
         private readonly Action _onFirstByte;
         private long _phaseStarted;
+        private int _headBytes;
         private volatile int _phase;
         private volatile bool _timedOut;
 
@@ -201,38 +202,47 @@ public sealed partial class ProtocolServer
             }
 
             var (head, body) = result;
-            var sent = 0L;
-            var keepOpen = true;
+            var sentBefore = _sender.BytesSent;
+            _headBytes = 0;
+            string? cut = null;
             await using (body)
             {
                 try
                 {
-                    sent = await SendResponseAsync(request.Opcode, head, body);
+                    await SendResponseAsync(request.Opcode, head, body);
                 }
                 catch (BodyUnavailableException)
                 {
                     head = ResponseHead.Error(StatusCode.InternalError, "cannot read the file; see the server log");
-                    keepOpen = await TrySendErrorAsync(request.Opcode, head.Status, head.Message);
+                    cut = await TrySendErrorAsync(request.Opcode, head.Status, head.Message) ? null : "peer went away";
+                    sentBefore = _sender.BytesSent;
                 }
-                catch (Exception e) when (IsDisconnect(e) || Abort.IsCancellationRequested)
+                catch (Exception e) when (Abort.IsCancellationRequested)
+                {
+                    _log.Debug("Response cut by the stop: {Reason}", e.Message);
+                    cut = "cut by the drain timeout";
+                }
+                catch (Exception e) when (IsDisconnect(e))
                 {
                     _log.Debug("Peer went away during the response: {Reason}", e.Message);
-                    keepOpen = false;
+                    cut = "peer went away";
                 }
                 catch (Exception e)
                 {
                     // The head is out and the body cannot be completed: only closing tells the peer.
                     _log.Error(e, "{Opcode} {Name} failed while sending the body; closing", request.Opcode, name);
-                    keepOpen = false;
+                    cut = "the body could not be completed (see the error above)";
                 }
             }
+            // Body bytes that really left, also when the response was cut part way.
+            var sent = Math.Max(0, _sender.BytesSent - sentBefore - _headBytes);
             Interlocked.Add(ref _server._counters.BytesServed, sent);
-            if (!head.IsOk || !keepOpen)
+            if (!head.IsOk || cut is not null)
             {
                 Interlocked.Increment(ref _server._counters.RequestsFailed);
             }
-            LogRequest(request, name, head, sent, started, keepOpen);
-            return keepOpen;
+            LogRequest(request, name, head, sent, started, cut);
+            return cut is null;
         }
 
         private async ValueTask<long> SendResponseAsync(Opcode opcode, ResponseHead head, IResponseBody? body)
@@ -243,6 +253,7 @@ public sealed partial class ProtocolServer
                 try
                 {
                     var length = WireCodec.EncodeResponse(opcode, head, frame);
+                    _headBytes = length;
                     await _sender.SendAsync(frame.AsMemory(0, length), Abort);
                     return 0;
                 }
@@ -253,6 +264,7 @@ public sealed partial class ProtocolServer
             }
 
             var headLength = WireCodec.EncodeResponse(opcode, head, _writeBuffer);
+            _headBytes = headLength;
             if (body is null || body.Length == 0)
             {
                 await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength), Abort);
@@ -279,17 +291,35 @@ public sealed partial class ProtocolServer
             return body.Length;
         }
 
-        private void LogRequest(Request request, string? name, ResponseHead head, long sent, long started, bool completed)
+        /// <summary>
+        /// One line per request, at Information: what was asked, the outcome and the body bytes that really left. A
+        /// failure's cause is logged once, where it happened (an upstream failure, a bug); a client asking for a
+        /// missing file or leaving early is the client's business. A response cut part way says so, with its reason.
+        /// </summary>
+        private void LogRequest(Request request, string? name, ResponseHead head, long sent, long started, string? cut)
         {
-            var level = head.IsOk && completed ? LogEventLevel.Information : LogEventLevel.Warning;
-            if (!_log.IsEnabled(level))
+            if (!_log.IsEnabled(LogEventLevel.Information))
             {
                 return;
             }
             var elapsedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-            _log.Write(level, "{Opcode} {Name} {Status} {Bytes} bytes in {ElapsedMs:0.###} ms {Source}{Incomplete} {Message}",
-                request.Opcode.ToString().ToUpperInvariant(), name ?? "-", head.Status, sent, elapsedMs,
-                head.IsOk && request is GetRequest or StatRequest ? head.Source : "-", completed ? "" : " (cut short)", head.Message);
+            var opcode = request.Opcode.ToString().ToUpperInvariant();
+            var source = head.IsOk && request is GetRequest or StatRequest ? head.Source.ToString() : "-";
+            if (cut is not null)
+            {
+                _log.Information("{Opcode} {Name} Cut after {Bytes} of {Length} bytes in {ElapsedMs:0.###} ms {Source}: {Reason}",
+                    opcode, name ?? "-", sent, head.Length, elapsedMs, source, cut);
+            }
+            else if (head.Message.Length == 0)
+            {
+                _log.Information("{Opcode} {Name} {Status} {Bytes} bytes in {ElapsedMs:0.###} ms {Source}",
+                    opcode, name ?? "-", head.Status, sent, elapsedMs, source);
+            }
+            else
+            {
+                _log.Information("{Opcode} {Name} {Status} {Bytes} bytes in {ElapsedMs:0.###} ms {Source} {Message}",
+                    opcode, name ?? "-", head.Status, sent, elapsedMs, source, head.Message);
+            }
         }
 
         /// <summary>Sends an error response; returns whether the connection can go on.</summary>

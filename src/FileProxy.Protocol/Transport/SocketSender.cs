@@ -20,11 +20,15 @@ internal sealed class SocketSender : IDisposable
         _args.Completed += (_, args) => _pending!.TrySetResult(args.SocketError);
     }
 
+    /// <summary>Bytes handed to the kernel so far, also by sends that failed part way.</summary>
+    public long BytesSent { get; private set; }
+
     public async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         while (!data.IsEmpty)
         {
             var sent = await _socket.SendAsync(data, SocketFlags.None, cancellationToken);
+            BytesSent += sent;
             data = data[sent..];
         }
     }
@@ -40,6 +44,7 @@ internal sealed class SocketSender : IDisposable
             _args.SendPacketsElements = [new SendPacketsElement(file, offset, chunk, endOfPacket: false)];
             _pending = new TaskCompletionSource<SocketError>(TaskCreationOptions.RunContinuationsAsynchronously);
             var error = _socket.SendPacketsAsync(_args) ? await _pending.Task : _args.SocketError;
+            BytesSent += Math.Clamp(_args.BytesTransferred, 0, chunk);
             if (error != SocketError.Success)
             {
                 throw new SocketException((int)error);
