@@ -110,7 +110,7 @@ internal static class ClientCommands
             var head = await client.StatAsync(parse.GetValue(fileName)!, cancellationToken);
             if (!head.IsOk)
             {
-                await Console.Error.WriteLineAsync($"error: {head.Status}: {head.Message}");
+                await Console.Error.WriteLineAsync($"error: {head.Status}: {EscapingEnricher.Escape(head.Message)}");
                 return ExitCodes.For(head.Status);
             }
             Console.WriteLine($"name:    {parse.GetValue(fileName)}");
@@ -132,7 +132,7 @@ internal static class ClientCommands
             var head = await client.StatsAsync(cancellationToken);
             if (!head.IsOk)
             {
-                await Console.Error.WriteLineAsync($"error: {head.Status}: {head.Message}");
+                await Console.Error.WriteLineAsync($"error: {head.Status}: {EscapingEnricher.Escape(head.Message)}");
                 return ExitCodes.For(head.Status);
             }
             if (parse.GetValue(json))
@@ -151,7 +151,7 @@ internal static class ClientCommands
             }
             else
             {
-                Console.WriteLine($"{"role",-28} {head.Message}");
+                Console.WriteLine($"{"role",-28} {EscapingEnricher.Escape(head.Message)}");
                 foreach (var (key, value) in head.Counters)
                 {
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{key,-28} {value}"));
@@ -171,10 +171,10 @@ internal static class ClientCommands
             var head = await client.PurgeAsync(parse.GetValue(fileName)!, cancellationToken);
             if (!head.IsOk)
             {
-                await Console.Error.WriteLineAsync($"error: {head.Status}: {head.Message}");
+                await Console.Error.WriteLineAsync($"error: {head.Status}: {EscapingEnricher.Escape(head.Message)}");
                 return ExitCodes.For(head.Status);
             }
-            Console.WriteLine(head.Message);
+            Console.WriteLine(EscapingEnricher.Escape(head.Message));
             return ExitCodes.Success;
         }, cancellationToken));
         return command;

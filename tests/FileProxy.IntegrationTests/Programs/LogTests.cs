@@ -2,8 +2,11 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using FileProxy.IntegrationTests.Infrastructure;
+using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Wire;
+using FileProxy.Server;
 using Xunit.Abstractions;
 
 namespace FileProxy.IntegrationTests.Programs;
@@ -148,6 +151,35 @@ public sealed partial class LogTests(ITestOutputHelper output)
         terminal.Should().StartWith("error: cannot connect to 127.0.0.1:", "nothing comes before the client's message")
             .And.NotContain("\u001b");
         script.ExitCode.Should().Be(5);
+    }
+
+    [Fact]
+    public async Task The_client_prints_a_peers_message_with_its_control_characters_escaped()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await using var peer = new ProtocolServer(new HostileMessageSource(), OriginServer.Loopback());
+        peer.Start();
+
+        var client = await ChildProgram.RunAsync("Client", output, deadline.Token,
+            "stat", "a.bin", "--proxy", $"127.0.0.1:{peer.LocalEndPoint.Port.ToString(CultureInfo.InvariantCulture)}");
+
+        client.ExitCode.Should().Be(3);
+        client.Stderr.Should().Contain("error: NotFound: gone\\x1b[2J\\nforged").And.NotContain("\u001b");
+    }
+
+    private sealed class HostileMessageSource : IFileSource
+    {
+        public string Role => "hostile";
+
+        public IEnumerable<KeyValuePair<string, long>> Counters => [];
+
+        public ValueTask<SourceResult> GetAsync(SafeName name, GetRequest request, CancellationToken cancellationToken) =>
+            ValueTask.FromResult(SourceResult.Error(StatusCode.NotFound, "gone\u001b[2J\nforged"));
+
+        public ValueTask<ResponseHead> StatAsync(SafeName name, CancellationToken cancellationToken) =>
+            ValueTask.FromResult(ResponseHead.Error(StatusCode.NotFound, "gone\u001b[2J\nforged"));
+
+        public ValueTask<ResponseHead> PurgeAsync(SafeName name, CancellationToken cancellationToken) => StatAsync(name, cancellationToken);
     }
 
     [GeneratedRegex(@"GET big\.bin Cut after ([0-9]+) of 67108864 bytes in [0-9.]+ ms CacheHit: peer went away$")]
