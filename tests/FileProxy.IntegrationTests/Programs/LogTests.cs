@@ -49,6 +49,30 @@ public sealed partial class LogTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_response_cut_by_the_drain_is_logged_as_cut_by_it()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await using var cluster = await Cluster.StartAsync(output);
+        const int Size = 64 * 1024 * 1024;
+        cluster.Root.Write("big.bin", Fetch.RandomBytes(Size, seed: 42));
+        using var cache = new TempDirectory("fileproxy-cache");
+        await using var proxy = ProxyProcess.Start(cluster.OriginPort, cache.Path, output, "--drain-timeout", "200ms");
+        await proxy.WaitUntilListeningAsync(deadline.Token);
+        await using (var warm = await FileClient.ConnectAsync("127.0.0.1", proxy.Port, cancellationToken: deadline.Token))
+        {
+            (await Fetch.GetAsync(warm, "big.bin", deadline.Token)).Body.Should().HaveCount(Size);
+        }
+        await using var stalled = await StreamingGet.StartAsync(proxy.Port, "big.bin", deadline.Token);
+        (await stalled.ReadSomeAsync(deadline.Token)).Should().BePositive();
+
+        proxy.Program.Terminate();
+        var exitCode = await proxy.Program.WaitForExitAsync(deadline.Token);
+
+        exitCode.Should().Be(0);
+        proxy.Program.Stderr.Should().MatchRegex(@"GET big\.bin Cut after [1-9][0-9]* of 67108864 bytes in [0-9.]+ ms CacheHit: cut by the drain timeout");
+    }
+
+    [Fact]
     public async Task One_upstream_failure_is_one_warning()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
