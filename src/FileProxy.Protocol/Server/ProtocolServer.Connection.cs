@@ -26,6 +26,7 @@ public sealed partial class ProtocolServer
         private readonly Action _onFirstByte;
         private long _phaseStarted;
         private int _headBytes;
+        private long? _acknowledgedAtCut;
         private volatile int _phase;
         private volatile bool _timedOut;
 
@@ -58,7 +59,7 @@ public sealed partial class ProtocolServer
         private async Task ServeAsync()
         {
             _log.Debug("Connection opened");
-            using var abort = Abort.Register(static state => ((Socket)state!).Dispose(), _socket);
+            using var abort = Abort.Register(static state => ((Connection)state!).Cut(), this);
             while (!_server._stopping.IsCancellationRequested)
             {
                 var frame = await ReadRequestFrameAsync();
@@ -68,6 +69,13 @@ public sealed partial class ProtocolServer
                 }
             }
             _log.Debug("Connection closed");
+        }
+
+        /// <summary>The drain timeout passed: closes the socket, noting first how much of it the peer received.</summary>
+        private void Cut()
+        {
+            _acknowledgedAtCut = SocketSetup.BytesAcknowledged(_socket);
+            _socket.Dispose();
         }
 
         public void Dispose()
@@ -234,8 +242,13 @@ public sealed partial class ProtocolServer
                     cut = "the body could not be completed (see the error above)";
                 }
             }
-            // Body bytes that really left, also when the response was cut part way.
+            // Body bytes that really left, also when the response was cut part way: a failed sendfile may not say
+            // how far it got, the peer's acknowledgements do (earlier responses on this connection count as delivered).
             var sent = Math.Max(0, _sender.BytesSent - sentBefore - _headBytes);
+            if (cut is not null && (SocketSetup.BytesAcknowledged(_socket) ?? _acknowledgedAtCut) is { } acknowledged)
+            {
+                sent = Math.Clamp(Math.Max(sent, acknowledged - sentBefore - _headBytes), 0, Math.Max(head.Length, 0));
+            }
             Interlocked.Add(ref _server._counters.BytesServed, sent);
             if (!head.IsOk || cut is not null)
             {
