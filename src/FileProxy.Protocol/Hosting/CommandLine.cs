@@ -245,17 +245,25 @@ public static class CommandLine
     /// executable, relative to the current directory when inside it.</summary>
     public static string InvokedName()
     {
+        // Run by the dotnet host, the process is 'dotnet' and the first argument the assembly; run as its own
+        // executable (apphost, 'dotnet run'), the process path is the program and the first argument still the dll.
         var args = Environment.GetCommandLineArgs();
-        var program = args.Length > 0 && args[0].Length > 0 ? args[0] : Environment.ProcessPath ?? "program";
-        var isAssembly = program.EndsWith(".dll", StringComparison.OrdinalIgnoreCase);
-        var shown = program;
-        if (Path.IsPathFullyQualified(program))
+        var assembly = args.Length > 0 && args[0].Length > 0 ? args[0] : "program";
+        var process = Environment.ProcessPath;
+        var byHost = process is null || Path.GetFileNameWithoutExtension(process) == "dotnet";
+        var shown = Shorten(byHost ? assembly : process!, needsDotSlash: !byHost);
+        return byHost ? $"dotnet {shown}" : shown;
+
+        static string Shorten(string path, bool needsDotSlash)
         {
-            var relative = Path.GetRelativePath(Environment.CurrentDirectory, program);
-            shown = relative.StartsWith("..", StringComparison.Ordinal) ? program
-                : relative.Contains('/', StringComparison.Ordinal) || isAssembly ? relative : "./" + relative;
+            if (!Path.IsPathFullyQualified(path))
+            {
+                return path;
+            }
+            var relative = Path.GetRelativePath(Environment.CurrentDirectory, path);
+            return relative.StartsWith("..", StringComparison.Ordinal) ? path
+                : relative.Contains('/', StringComparison.Ordinal) || !needsDotSlash ? relative : "./" + relative;
         }
-        return isAssembly ? $"dotnet {shown}" : shown;
     }
 
     private static string SubcommandPath(ParseResult parseResult)
