@@ -16,6 +16,7 @@ internal static class ClientCommands
     private static readonly Option<PeerAddress> Proxy = new("--proxy", "-p")
     {
         Description = "Proxy (or server) to ask, as HOST:PORT",
+        HelpName = "host:port",
         DefaultValueFactory = _ => new PeerAddress("127.0.0.1", PeerAddress.DefaultPort),
         CustomParser = result =>
         {
@@ -35,16 +36,16 @@ internal static class ClientCommands
 
     private static readonly FileClientOptions Defaults = new();
 
-    private static readonly Option<TimeSpan> ConnectTimeout = CommandLine.DurationOption("--connect-timeout",
+    private static readonly Option<Duration> ConnectTimeout = CommandLine.DurationOption("--connect-timeout",
         "Give up connecting after this long", Defaults.ConnectTimeout);
 
-    private static readonly Option<TimeSpan> ResponseTimeout = CommandLine.DurationOption("--response-timeout",
+    private static readonly Option<Duration> ResponseTimeout = CommandLine.DurationOption("--response-timeout",
         "Give up when an answer does not start within this long after asking", Defaults.ResponseTimeout);
 
-    private static readonly Option<TimeSpan> IdleTimeout = CommandLine.DurationOption("--idle-timeout",
+    private static readonly Option<Duration> IdleTimeout = CommandLine.DurationOption("--idle-timeout",
         "Give up when a transfer receives no byte for this long", Defaults.IdleTimeout);
 
-    private static readonly Option<TimeSpan> MaxTime = CommandLine.DurationOption("--max-time",
+    private static readonly Option<Duration> MaxTime = CommandLine.DurationOption("--max-time",
         "Give up when the whole operation takes longer than this (0s: no limit)", TimeSpan.Zero);
 
     private static readonly Option<bool> Tls = SecurityOptions.Tls();
@@ -59,17 +60,18 @@ internal static class ClientCommands
     public static RootCommand Build()
     {
         var root = new RootCommand(
-            "FileProxy client: fetches a file through a FileProxy proxy (or straight from a server), checks its BLAKE3 and writes it to disk.");
+            "FileProxy client: fetches a file through a FileProxy proxy (or straight from a server), checks its BLAKE3 and writes it to disk.\n"
+            + "Fetch a file with 'NAME [options]' (the options below) or 'get NAME [options]'.");
         var get = GetCommand("get", "Fetch a file (the default command; use 'get' for a file named like a command)");
         foreach (var option in get.Options)
         {
             root.Options.Add(option);
         }
-        foreach (var argument in get.Arguments)
-        {
-            root.Arguments.Add(argument);
-        }
-        root.Action = get.Action;
+        // 'client NAME ...' is 'client get NAME ...'. The root's own NAME is hidden so that the subcommands' usage
+        // lines do not show it ('client stat <NAME>', not 'client <NAME> stat <NAME>').
+        root.Arguments.Add(new Argument<string>("NAME") { Description = "File to fetch", Hidden = true });
+        root.SetAction((parse, cancellationToken) =>
+            root.Parse([get.Name, .. parse.Tokens.Select(token => token.Value)]).InvokeAsync(parse.InvocationConfiguration, cancellationToken));
         root.Subcommands.Add(get);
         root.Subcommands.Add(StatCommand());
         root.Subcommands.Add(StatsCommand());
@@ -82,7 +84,8 @@ internal static class ClientCommands
         var fileName = new Argument<string>("NAME") { Description = "File to fetch: a relative path, '/' between directories" };
         var output = new Option<string?>("--output", "-o")
         {
-            Description = "Where to write the file ('-' for standard output; a directory takes the name's last segment). Default: the name's last segment in the current directory",
+            Description = "Where to write the file ('-' for standard output; a directory takes the name's last segment) (default: last segment of NAME, in the current directory; a range: NAME.range-OFFSET-LENGTH)",
+            HelpName = "path",
         };
         var offset = CommandLine.SizeOption("--offset", "Fetch from this byte on (a range: the digest is checked only for whole files)", 0);
         var length = CommandLine.SizeOption("--length", "Fetch at most this many bytes (default: to the end)");
@@ -100,8 +103,14 @@ internal static class ClientCommands
             var toStdout = target == "-";
             if (!toStdout)
             {
-                target = target is null ? safeName.FileName
-                    : Directory.Exists(target) ? Path.Join(target, safeName.FileName) : target;
+                // A range never takes the whole file's name: it would replace a complete copy with a part.
+                var isRange = parse.GetResult(offset) is { Implicit: false } || parse.GetResult(length) is not null;
+                var defaultName = isRange
+                    ? string.Create(CultureInfo.InvariantCulture,
+                        $"{safeName.FileName}.range-{parse.GetValue(offset)}-{(parse.GetResult(length) is null ? "end" : parse.GetValue(length))}")
+                    : safeName.FileName;
+                target = target is null ? defaultName
+                    : Directory.Exists(target) ? Path.Join(target, defaultName) : target;
             }
             var rangeLength = parse.GetResult(length) is null ? ProtocolLimits.ToEnd : (ulong)parse.GetValue(length);
             return await WithClientAsync(parse, async (client, limited) =>
@@ -126,7 +135,7 @@ internal static class ClientCommands
             var head = await client.StatAsync(parse.GetValue(fileName)!, limited);
             if (!head.IsOk)
             {
-                await Console.Error.WriteLineAsync($"error: {head.Status}: {head.Message}");
+                await Console.Error.WriteLineAsync($"error: {head.Status}: {EscapingEnricher.Escape(head.Message)}");
                 return ExitCodes.For(head.Status);
             }
             Console.WriteLine($"name:    {parse.GetValue(fileName)}");
@@ -153,7 +162,7 @@ internal static class ClientCommands
             var head = await client.StatsAsync(limited);
             if (!head.IsOk)
             {
-                await Console.Error.WriteLineAsync($"error: {head.Status}: {head.Message}");
+                await Console.Error.WriteLineAsync($"error: {head.Status}: {EscapingEnricher.Escape(head.Message)}");
                 return ExitCodes.For(head.Status);
             }
             if (parse.GetValue(json))
@@ -172,7 +181,7 @@ internal static class ClientCommands
             }
             else
             {
-                Console.WriteLine($"{"role",-28} {head.Message}");
+                Console.WriteLine($"{"role",-28} {EscapingEnricher.Escape(head.Message)}");
                 foreach (var (key, value) in head.Counters)
                 {
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{key,-28} {value}"));
@@ -193,10 +202,10 @@ internal static class ClientCommands
             var head = await client.PurgeAsync(parse.GetValue(fileName)!, limited);
             if (!head.IsOk)
             {
-                await Console.Error.WriteLineAsync($"error: {head.Status}: {head.Message}");
+                await Console.Error.WriteLineAsync($"error: {head.Status}: {EscapingEnricher.Escape(head.Message)}");
                 return ExitCodes.For(head.Status);
             }
-            Console.WriteLine(head.Message);
+            Console.WriteLine(EscapingEnricher.Escape(head.Message));
             return ExitCodes.Success;
         }, cancellationToken));
         return command;
@@ -237,7 +246,7 @@ internal static class ClientCommands
             ResponseTimeout = parse.GetValue(ResponseTimeout),
             IdleTimeout = parse.GetValue(IdleTimeout),
         };
-        var maxTime = parse.GetValue(MaxTime);
+        TimeSpan maxTime = parse.GetValue(MaxTime);
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         if (maxTime > TimeSpan.Zero)
         {

@@ -40,9 +40,13 @@ public sealed partial class CacheSource
         }
     }
 
+    /// <summary>Gives back the cache directory's lock when the proxy could not start.</summary>
+    internal void ReleaseDirectory() => _store.Dispose();
+
     /// <summary>Rebuilds the index from a scan of the cache directory, most recently written first. Metadata is
-    /// read on each entry's first use, which then also revalidates it with the origin.</summary>
-    private void LoadIndex()
+    /// read on each entry's first use, which then also revalidates it with the origin. Called once, before the
+    /// first request is accepted (and after the port is bound, so a taken port is reported at once).</summary>
+    internal void LoadIndex()
     {
         var stopwatch = Stopwatch.StartNew();
         var found = _store.Scan();

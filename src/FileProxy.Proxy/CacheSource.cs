@@ -39,7 +39,6 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         _log = (log ?? Log.Logger).ForContext<CacheSource>();
         _fillSlots = new SemaphoreSlim(options.MaxConcurrentFills);
         _store = new CacheStore(options.Directory, _log);
-        LoadIndex();
     }
 
     public string Role => "proxy";
@@ -167,6 +166,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         await _upstream.DisposeAsync();
         _shutdown.Dispose();
         _fillSlots.Dispose();
+        _store.Dispose();
     }
 
     /// <summary>

@@ -7,28 +7,26 @@ using FileProxy.Proxy;
 using FileProxy.Proxy.Cache;
 using Serilog;
 
-var upstreamHostArgument = new Argument<string?>("UPSTREAM_HOST") { Description = "Origin server's host (default 127.0.0.1)", Arity = ArgumentArity.ZeroOrOne };
+var upstreamHostArgument = CommandLine.HostArgument("UPSTREAM_HOST", "Origin server's host (default 127.0.0.1)");
 var upstreamPortArgument = CommandLine.PortArgument("UPSTREAM_PORT", "Origin server's port (default 5010)");
 upstreamPortArgument.Arity = ArgumentArity.ZeroOrOne;
 var listenPortArgument = CommandLine.PortArgument("LISTEN_PORT", "Port to listen on (default 5000)");
 listenPortArgument.Arity = ArgumentArity.ZeroOrOne;
-var upstreamHost = new Option<string?>("--upstream-host") { Description = "Same as UPSTREAM_HOST" };
+var upstreamHost = CommandLine.HostOption("--upstream-host", "Same as UPSTREAM_HOST", "127.0.0.1");
 var upstreamPort = CommandLine.PortOption("--upstream-port", "Same as UPSTREAM_PORT", 5010);
 var port = CommandLine.PortOption("--port", "Same as LISTEN_PORT", ProxyServer.DefaultPort);
 var listen = CommandLine.ListenAddressOption();
 var cacheDir = new Option<DirectoryInfo>("--cache-dir")
 {
-    Description = "Cache directory (created if missing)",
+    Description = "Cache directory (created if missing; a non-empty directory must be one the proxy made)",
+    HelpName = "dir",
     DefaultValueFactory = _ => new DirectoryInfo("cache"),
 };
 var maxSize = CommandLine.SizeOption("--cache-max-size", "Most bytes to keep cached, e.g. 512MiB, 10GiB, 1TB (default: no limit); least recently used files go first");
 var revalidate = CommandLine.DurationOption("--revalidate-after",
     "Ask the origin whether a cached file changed once it is older than this (0s: on every request)", TimeSpan.FromMinutes(1));
-var serveStale = new Option<bool>("--serve-stale-on-error")
-{
-    Description = "Serve the cached copy, with a warning, when the origin cannot be reached to revalidate it",
-    DefaultValueFactory = _ => true,
-};
+var serveStale = CommandLine.SwitchOption("--serve-stale-on-error",
+    "Serve the cached copy, with a warning, when the origin cannot be reached to revalidate it", true);
 var allowPurge = new Option<bool>("--allow-purge") { Description = "Let clients remove cache entries with 'client purge'" };
 var noFsync = new Option<bool>("--no-fsync") { Description = "Skip fsync before committing entries (faster; a power cut may then lose recent entries)" };
 var maxConnections = new Option<int>("--max-connections") { Description = "Connections served at once; more are answered Busy", DefaultValueFactory = _ => 4096 };
@@ -44,7 +42,7 @@ var tlsCert = SecurityOptions.TlsCertificate();
 var tlsKey = SecurityOptions.TlsKey();
 var tokenFile = SecurityOptions.TokenFile();
 var upstreamTls = SecurityOptions.Tls("--upstream-tls", "Connect to the origin with TLS (system trust store, or --upstream-tls-ca)");
-var upstreamTlsCa = SecurityOptions.TlsCa("--upstream-tls-ca", "PEM certificates to trust for the origin's TLS; implies --upstream-tls");
+var upstreamTlsCa = SecurityOptions.TlsCa("--upstream-tls-ca", "PEM certificates to trust for the origin's TLS; implies --upstream-tls (default: system store)");
 var upstreamTokenFile = SecurityOptions.TokenFile("--upstream-token-file", "File holding the token to present to the origin");
 var logLevel = CommandLine.LogLevelOption();
 
@@ -57,7 +55,7 @@ var command = new RootCommand("FileProxy caching proxy: serves files from its ca
 SecurityOptions.RequireBoth(command, tlsCert, tlsKey);
 command.Validators.Add(result =>
 {
-    if (result.GetResult(upstreamHostArgument) is { Tokens.Count: > 0 } && result.GetResult(upstreamHost) is not null)
+    if (result.GetResult(upstreamHostArgument) is { Tokens.Count: > 0 } && result.GetResult(upstreamHost) is { Implicit: false })
     {
         result.AddError("give the upstream host either as UPSTREAM_HOST or as --upstream-host, not both");
     }
@@ -72,7 +70,7 @@ command.Validators.Add(result =>
 });
 command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse.GetValue(logLevel), () =>
 {
-    var host = parse.GetValue(upstreamHostArgument) ?? parse.GetValue(upstreamHost) ?? "127.0.0.1";
+    var host = parse.GetValue(upstreamHostArgument) ?? parse.GetValue(upstreamHost)!;
     var originPort = parse.GetResult(upstreamPortArgument) is { Tokens.Count: > 0 } ? parse.GetValue(upstreamPortArgument) : parse.GetValue(upstreamPort);
     var listenPort = parse.GetResult(listenPortArgument) is { Tokens.Count: > 0 } ? parse.GetValue(listenPortArgument) : parse.GetValue(port);
     var cache = new CacheOptions

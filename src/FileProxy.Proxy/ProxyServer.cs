@@ -16,6 +16,18 @@ public static class ProxyServer
     {
         var pool = new FileClientPool(upstreamHost, upstreamPort, upstream);
         var source = new CacheSource(cache, pool, log);
-        return (new ProtocolServer(source, server, log), source);
+        ProtocolServer listening;
+        try
+        {
+            // Bind first: a taken port is reported at once, not after a scan of a large cache.
+            listening = new ProtocolServer(source, server, log);
+        }
+        catch
+        {
+            source.ReleaseDirectory(); // nothing ran yet: only the directory's lock to give back
+            throw;
+        }
+        source.LoadIndex();
+        return (listening, source);
     }
 }

@@ -28,7 +28,9 @@ public sealed class DirectorySource : IFileSource
     {
         Root = Posix.RealPath(root) is { } real && Directory.Exists(real)
             ? real
-            : throw new DirectoryNotFoundException($"root directory '{Path.GetFullPath(root)}' does not exist");
+            : throw new DirectoryNotFoundException(File.Exists(root)
+                ? $"root '{Path.GetFullPath(root)}' is a file, not a directory"
+                : $"root directory '{Path.GetFullPath(root)}' does not exist");
         _rootPrefix = Root.EndsWith('/') ? Root : Root + "/";
         _log = (log ?? Log.Logger).ForContext<DirectorySource>();
     }

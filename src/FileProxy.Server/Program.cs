@@ -4,11 +4,7 @@ using FileProxy.Protocol.Hosting;
 using FileProxy.Protocol.Server;
 using FileProxy.Server;
 
-var root = new Option<DirectoryInfo>("--root")
-{
-    Description = "Directory whose files are served (default: the current directory)",
-    DefaultValueFactory = _ => new DirectoryInfo(Directory.GetCurrentDirectory()),
-};
+var root = new Option<DirectoryInfo?>("--root") { Description = "Directory whose files are served (default: the current directory)", HelpName = "dir" };
 var port = CommandLine.PortOption("--port", "TCP port to listen on", OriginServer.DefaultPort);
 var listen = CommandLine.ListenAddressOption();
 var maxConnections = new Option<int>("--max-connections")
@@ -39,6 +35,6 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
         TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey)),
         Token = SecurityOptions.ReadToken(parse.GetValue(tokenFile)),
     };
-    return (OriginServer.Create(parse.GetValue(root)!.FullName, options), null);
+    return (OriginServer.Create((parse.GetValue(root) ?? new DirectoryInfo(Directory.GetCurrentDirectory())).FullName, options), null);
 }, cancellationToken));
 return await CommandLine.RunAsync(command, args);

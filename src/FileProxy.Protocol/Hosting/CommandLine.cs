@@ -5,6 +5,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using Serilog;
 using Serilog.Events;
+using Serilog.Sinks.SystemConsole.Themes;
 
 namespace FileProxy.Protocol.Hosting;
 
@@ -14,15 +15,72 @@ public static class CommandLine
     /// <summary>Exit code for a command line that does not parse.</summary>
     public const int UsageError = 2;
 
+    /// <summary>Exit code of a server or proxy that cannot start (port taken, root or cache directory unusable).</summary>
+    public const int CannotStart = 1;
+
     public static Option<LogEventLevel> LogLevelOption() => new("--log-level")
     {
-        Description = "Least important log events to print: Verbose, Debug, Information, Warning, Error, Fatal",
+        Description = "Least important log events to print: verbose, debug, info, warn, error or fatal (any case; full names too)",
+        HelpName = "level",
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Single().Value;
+            if (TryParseLogLevel(text, out var level))
+            {
+                return level;
+            }
+            result.AddError($"'{text}' is not a log level (verbose, debug, info, warn, error, fatal)");
+            return LogEventLevel.Information;
+        },
         DefaultValueFactory = _ => LogEventLevel.Information,
+    };
+
+    /// <summary>Log levels as people write them: any case, full names and the usual short forms.</summary>
+    public static bool TryParseLogLevel(string text, out LogEventLevel level)
+    {
+        LogEventLevel? parsed = text.ToLowerInvariant() switch
+        {
+            "verbose" or "trace" or "vrb" => LogEventLevel.Verbose,
+            "debug" or "dbg" => LogEventLevel.Debug,
+            "information" or "info" or "inf" => LogEventLevel.Information,
+            "warning" or "warn" or "wrn" => LogEventLevel.Warning,
+            "error" or "err" or "eror" => LogEventLevel.Error,
+            "fatal" or "ftl" or "critical" => LogEventLevel.Fatal,
+            _ => null,
+        };
+        level = parsed ?? LogEventLevel.Information;
+        return parsed is not null;
+    }
+
+    /// <summary>An on/off option that takes a value (<c>--x false</c>) and, unlike a plain flag, shows its default in
+    /// help (System.CommandLine hides the defaults of booleans).</summary>
+    public static Option<bool> SwitchOption(string name, string description, bool defaultValue) => new(name)
+    {
+        Description = $"{description} [default: {(defaultValue ? "true" : "false")}]",
+        HelpName = "true|false",
+        DefaultValueFactory = _ => defaultValue,
+    };
+
+    /// <summary>A host name or IP address; anything else (a mistyped option, a size unit) is a usage error.</summary>
+    public static Argument<string?> HostArgument(string name, string description) => new(name)
+    {
+        Description = description,
+        Arity = ArgumentArity.ZeroOrOne,
+        CustomParser = ParseHost,
+    };
+
+    /// <inheritdoc cref="HostArgument"/>
+    public static Option<string?> HostOption(string name, string description, string defaultValue) => new(name)
+    {
+        Description = description,
+        HelpName = "host",
+        CustomParser = ParseHost,
+        DefaultValueFactory = _ => defaultValue,
     };
 
     public static Option<long> SizeOption(string name, string description, long? defaultValue = null)
     {
-        var option = new Option<long>(name) { Description = description, CustomParser = ParseSize };
+        var option = new Option<long>(name) { Description = description, CustomParser = ParseSize, HelpName = "size" };
         if (defaultValue is { } value)
         {
             option.DefaultValueFactory = _ => value;
@@ -30,18 +88,19 @@ public static class CommandLine
         return option;
     }
 
-    public static Option<TimeSpan> DurationOption(string name, string description, TimeSpan defaultValue) =>
-        new(name) { Description = description, CustomParser = ParseDuration, DefaultValueFactory = _ => defaultValue };
+    public static Option<Duration> DurationOption(string name, string description, TimeSpan defaultValue) =>
+        new(name) { Description = description, CustomParser = ParseDuration, HelpName = "duration", DefaultValueFactory = _ => new Duration(defaultValue) };
 
     public static Argument<int> PortArgument(string name, string description) =>
         new(name) { Description = description, CustomParser = ParsePort };
 
     public static Option<int> PortOption(string name, string description, int defaultValue) =>
-        new(name) { Description = description, CustomParser = ParsePort, DefaultValueFactory = _ => defaultValue };
+        new(name) { Description = description, CustomParser = ParsePort, HelpName = "port", DefaultValueFactory = _ => defaultValue };
 
     public static Option<IPAddress> ListenAddressOption() => new("--listen")
     {
         Description = "Address to listen on (0.0.0.0 for all IPv4, :: for all IPv4 and IPv6)",
+        HelpName = "address",
         CustomParser = result =>
         {
             var text = result.Tokens.Single().Value;
@@ -60,14 +119,15 @@ public static class CommandLine
     public static async Task<int> RunAsync(RootCommand root, string[] args)
     {
         UseInlineSocketCompletions();
+        KeepTerminalModes();
         var parseResult = root.Parse(args);
-        if (parseResult.Errors.Count > 0 && parseResult.Action is not System.CommandLine.Help.HelpAction)
+        if (UsageErrors(parseResult) is { Count: > 0 } errors)
         {
-            foreach (var error in parseResult.Errors)
+            foreach (var error in errors)
             {
-                await Console.Error.WriteLineAsync($"error: {error.Message}");
+                await Console.Error.WriteLineAsync($"error: {error}");
             }
-            await Console.Error.WriteLineAsync($"Try '{root.Name} --help' for usage.");
+            await Console.Error.WriteLineAsync($"Try '{InvokedName()}{SubcommandPath(parseResult)} --help' for usage.");
             return UsageError;
         }
         using var shutdown = new CancellationTokenSource();
@@ -98,7 +158,8 @@ public static class CommandLine
 
     /// <summary>
     /// The life of a server program: logging, start, serve until Ctrl+C or SIGTERM, drain, stop. A server that cannot
-    /// start (port in use, root missing, no permission) logs why and exits 1.
+    /// start (port in use, root missing, no permission) logs why and exits 1 (<see cref="CannotStart"/>), or the code
+    /// its <see cref="StartException"/> names.
     /// </summary>
     public static async Task<int> RunServerAsync(LogEventLevel logLevel,
         Func<(FileProxy.Protocol.Server.ProtocolServer Server, IAsyncDisposable? Source)> create, CancellationToken cancellationToken)
@@ -119,10 +180,15 @@ public static class CommandLine
             }
             return 0;
         }
+        catch (StartException e)
+        {
+            Log.Fatal("Cannot start: {Reason}", e.Message);
+            return e.ExitCode;
+        }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
         {
             Log.Fatal("Cannot start: {Reason}", e.Message);
-            return 1;
+            return CannotStart;
         }
         finally
         {
@@ -130,14 +196,163 @@ public static class CommandLine
         }
     }
 
+    /// <summary>
+    /// Why a command line does not parse, or an empty list. An argument that starts with '-' (before a "--") is an
+    /// option, never a positional value: an unknown one is named as such, with the nearest known option as a hint,
+    /// instead of becoming, say, the upstream host. Help asked for is not an error.
+    /// </summary>
+    public static List<string> UsageErrors(ParseResult parseResult)
+    {
+        if (parseResult.Action is System.CommandLine.Help.HelpAction)
+        {
+            return [];
+        }
+        var optionValues = new HashSet<Token>(ReferenceEqualityComparer.Instance);
+        for (SymbolResult? result = parseResult.CommandResult; result is not null; result = result.Parent)
+        {
+            if (result is CommandResult command)
+            {
+                foreach (var option in command.Children.OfType<OptionResult>())
+                {
+                    optionValues.UnionWith(option.Tokens);
+                }
+            }
+        }
+        var unknown = new List<string>();
+        foreach (var token in parseResult.Tokens)
+        {
+            if (token.Type == TokenType.DoubleDash)
+            {
+                break;
+            }
+            if (token.Type == TokenType.Argument && token.Value.Length > 1 && token.Value[0] == '-' && !optionValues.Contains(token)
+                && !unknown.Contains(token.Value))
+            {
+                unknown.Add(token.Value);
+            }
+        }
+        if (unknown.Count > 0)
+        {
+            var known = KnownOptions(parseResult.CommandResult.Command);
+            return [.. unknown.Select(option => Suggest(option.Split('=')[0], known) is { } near
+                ? $"unknown option '{option}' (did you mean '{near}'?)"
+                : $"unknown option '{option}'")];
+        }
+        return [.. parseResult.Errors.Select(error => error.Message)];
+    }
+
+    /// <summary>The program as the user started it: <c>dotnet path/FileProxy.Proxy.dll</c> or the path of the
+    /// executable, relative to the current directory when inside it.</summary>
+    public static string InvokedName()
+    {
+        // Run by the dotnet host, the process is 'dotnet' and the first argument the assembly; run as its own
+        // executable (apphost, 'dotnet run'), the process path is the program and the first argument still the dll.
+        var args = Environment.GetCommandLineArgs();
+        var assembly = args.Length > 0 && args[0].Length > 0 ? args[0] : "program";
+        var process = Environment.ProcessPath;
+        var byHost = process is null || Path.GetFileNameWithoutExtension(process) == "dotnet";
+        var shown = Shorten(byHost ? assembly : process!, needsDotSlash: !byHost);
+        return byHost ? $"dotnet {shown}" : shown;
+
+        static string Shorten(string path, bool needsDotSlash)
+        {
+            if (!Path.IsPathFullyQualified(path))
+            {
+                return path;
+            }
+            var relative = Path.GetRelativePath(Environment.CurrentDirectory, path);
+            return relative.StartsWith("..", StringComparison.Ordinal) ? path
+                : relative.Contains('/', StringComparison.Ordinal) || !needsDotSlash ? relative : "./" + relative;
+        }
+    }
+
+    private static string SubcommandPath(ParseResult parseResult)
+    {
+        var names = new List<string>();
+        for (var command = parseResult.CommandResult; command.Parent is CommandResult parent; command = parent)
+        {
+            names.Insert(0, command.Command.Name);
+        }
+        return names.Count == 0 ? "" : " " + string.Join(' ', names);
+    }
+
+    private static List<string> KnownOptions(Command command)
+    {
+        var names = new List<string>();
+        for (Command? current = command; current is not null; current = current.Parents.OfType<Command>().FirstOrDefault())
+        {
+            foreach (var option in current.Options.Where(option => current == command || option.Recursive))
+            {
+                names.Add(option.Name);
+                names.AddRange(option.Aliases);
+            }
+        }
+        return names;
+    }
+
+    /// <summary>The known option nearest to a mistyped one (a typo, a transposition), or null when none is close.</summary>
+    public static string? Suggest(string typed, IEnumerable<string> known)
+    {
+        var best = (Name: (string?)null, Distance: int.MaxValue);
+        foreach (var name in known.Where(name => name.StartsWith("--", StringComparison.Ordinal)))
+        {
+            var distance = EditDistance(typed.TrimStart('-'), name.TrimStart('-'));
+            if (distance < best.Distance)
+            {
+                best = (name, distance);
+            }
+        }
+        var allowed = Math.Clamp(typed.TrimStart('-').Length / 3, 1, 3);
+        return best.Distance <= allowed ? best.Name : null;
+    }
+
+    /// <summary>Edits (insert, delete, substitute, swap two neighbours) that turn one string into the other.</summary>
+    private static int EditDistance(string a, string b)
+    {
+        var d = new int[a.Length + 1, b.Length + 1];
+        for (var i = 0; i <= a.Length; i++)
+        {
+            d[i, 0] = i;
+        }
+        for (var j = 0; j <= b.Length; j++)
+        {
+            d[0, j] = j;
+        }
+        for (var i = 1; i <= a.Length; i++)
+        {
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var cost = a[i - 1] == b[j - 1] ? 0 : 1;
+                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + cost);
+                if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                {
+                    d[i, j] = Math.Min(d[i, j], d[i - 2, j - 2] + 1);
+                }
+            }
+        }
+        return d[a.Length, b.Length];
+    }
+
+    /// <summary>Log lines on standard error, dated, every string value escaped (<see cref="EscapingEnricher"/>), in
+    /// colour (ANSI) only on a terminal.</summary>
     public static void ConfigureLogging(LogEventLevel level) =>
         Log.Logger = new LoggerConfiguration()
             .MinimumLevel.Is(level)
+            .Enrich.With<EscapingEnricher>()
             .WriteTo.Console(
-                outputTemplate: "{Timestamp:HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}",
+                outputTemplate: "{Timestamp:yyyy-MM-dd HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}",
                 formatProvider: CultureInfo.InvariantCulture,
-                standardErrorFromLevel: LogEventLevel.Verbose)
+                standardErrorFromLevel: LogEventLevel.Verbose,
+                theme: Console.IsErrorRedirected ? ConsoleTheme.None : AnsiConsoleTheme.Literate)
             .CreateLogger();
+
+    /// <summary>
+    /// .NET's console, the first time it writes to a terminal, puts the terminal's keypad in application mode
+    /// (terminfo's keypad_xmit, <c>ESC[?1h ESC=</c>) for Console.ReadKey, which these programs never call: the user
+    /// saw those bytes before every output. Without TERM it finds no terminfo and sends nothing. Log colours do not
+    /// depend on it (<see cref="ConfigureLogging"/> writes ANSI codes itself). Must run before the first console write.
+    /// </summary>
+    public static void KeepTerminalModes() => Environment.SetEnvironmentVariable("TERM", null);
 
     private static long ParseSize(ArgumentResult result)
     {
@@ -150,15 +365,26 @@ public static class CommandLine
         return 0;
     }
 
-    private static TimeSpan ParseDuration(ArgumentResult result)
+    private static Duration ParseDuration(ArgumentResult result)
     {
         var text = result.Tokens.Single().Value;
         if (Units.TryParseDuration(text, out var duration))
         {
-            return duration;
+            return new Duration(duration);
         }
-        result.AddError($"'{text}' is not a duration (examples: 0s, 30s, 5m, 1h)");
-        return TimeSpan.Zero;
+        result.AddError($"'{text}' is not a duration (examples: 0s, 500ms, 30s, 5m, 1h)");
+        return default;
+    }
+
+    private static string? ParseHost(ArgumentResult result)
+    {
+        var text = result.Tokens.Single().Value;
+        if (HostNames.IsValid(text, out var error))
+        {
+            return text;
+        }
+        result.AddError(error);
+        return null;
     }
 
     private static int ParsePort(ArgumentResult result)

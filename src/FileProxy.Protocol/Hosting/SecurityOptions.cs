@@ -15,19 +15,19 @@ public static class SecurityOptions
     private const int MaxTokenFileBytes = 4096;
 
     public static Option<FileInfo?> TlsCertificate() =>
-        new("--tls-cert") { Description = "Speak TLS with this PEM certificate (chain); needs --tls-key" };
+        new("--tls-cert") { Description = "Speak TLS with this PEM certificate (chain); needs --tls-key (default: off)" };
 
     public static Option<FileInfo?> TlsKey() =>
-        new("--tls-key") { Description = "PEM private key of --tls-cert" };
+        new("--tls-key") { Description = "PEM private key of --tls-cert (default: off)" };
 
     public static Option<bool> Tls(string name = "--tls", string? description = null) =>
         new(name) { Description = description ?? "Speak TLS and check the server's certificate (system trust store, or --tls-ca)" };
 
     public static Option<FileInfo?> TlsCa(string name = "--tls-ca", string? description = null) =>
-        new(name) { Description = description ?? "PEM certificates to trust instead of the system's store (a private CA or a self-signed server certificate); implies --tls" };
+        new(name) { Description = description ?? "PEM certificates to trust instead of the system's store (a private CA or a self-signed server certificate); implies --tls (default: system store)" };
 
     public static Option<FileInfo?> TokenFile(string name = "--token-file", string? description = null) =>
-        new(name) { Description = description ?? "File holding a shared token (its first line): clients must present it" };
+        new(name) { Description = (description ?? "File holding a shared token (its first line): clients must present it") + " (default: none)" };
 
     /// <summary>Adds the check that a certificate comes with its key and a key with its certificate.</summary>
     public static void RequireBoth(Command command, Option<FileInfo?> certificate, Option<FileInfo?> key) =>

@@ -55,7 +55,7 @@ public static partial class Posix
     public static int TryOpenRegularFile(string path, out SafeFileHandle? handle, out FileStatus status)
     {
         handle = null;
-        var fd = open(path, ORdOnly | ONonBlock | ONoCtty | OCloExec);
+        var fd = open(path, ORdOnly | ONonBlock | ONoCtty | OCloExec, 0);
         if (fd < 0)
         {
             status = default;
@@ -127,8 +127,48 @@ public static partial class Posix
     private const int ONonBlock = 0x800;
     private const int OCloExec = 0x80000;
 
+    private const int OpenReadWrite = 2;
+    private const int OpenCreate = 0x40;
+    private const int OpenCloseOnExec = 0x80000;
+    private const int LockExclusive = 2;
+    private const int LockNonBlocking = 4;
+
+    /// <summary>
+    /// Opens (creating it if missing) a file for reading and writing with open(2) itself: .NET's own open takes a
+    /// shared flock on the file, which would fail while another process holds it exclusively and so hide what that
+    /// process wrote there. Returns the errno on failure.
+    /// </summary>
+    public static int TryOpenUnlocked(string path, out SafeFileHandle handle)
+    {
+        var fd = open(path, OpenReadWrite | OpenCreate | OpenCloseOnExec, Convert.ToInt32("644", 8));
+        handle = new SafeFileHandle(fd, ownsHandle: fd >= 0);
+        return fd >= 0 ? 0 : Marshal.GetLastPInvokeError();
+    }
+
+    /// <summary>Takes an exclusive flock(2) on an open file without waiting: 0, or the errno (EWOULDBLOCK when another
+    /// open file description holds it). Closing the handle, or the process ending, releases it.</summary>
+    public static int TryLockExclusive(SafeFileHandle handle)
+    {
+        var added = false;
+        handle.DangerousAddRef(ref added);
+        try
+        {
+            return flock((int)handle.DangerousGetHandle(), LockExclusive | LockNonBlocking) == 0 ? 0 : Marshal.GetLastPInvokeError();
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int open(string pathname, int flags);
+    private static partial int open(string pathname, int flags, int mode);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int flock(int fd, int operation);
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial IntPtr realpath(string path, IntPtr resolved);

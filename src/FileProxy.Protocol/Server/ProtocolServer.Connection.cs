@@ -25,6 +25,8 @@ public sealed partial class ProtocolServer
         private readonly CancellationTokenSource _readCancel;
         private readonly Action _onFirstByte;
         private long _phaseStarted;
+        private int _headBytes;
+        private long? _acknowledgedAtCut;
         private volatile int _phase;
         private volatile bool _timedOut;
         private bool _authenticated;
@@ -59,7 +61,7 @@ public sealed partial class ProtocolServer
         private async Task ServeAsync()
         {
             _log.Debug("Connection opened");
-            using var abort = Abort.Register(static state => ((Socket)state!).Dispose(), _socket);
+            using var abort = Abort.Register(static state => ((Connection)state!).Cut(), this);
             while (!_server._stopping.IsCancellationRequested)
             {
                 var frame = await ReadRequestFrameAsync();
@@ -69,6 +71,13 @@ public sealed partial class ProtocolServer
                 }
             }
             _log.Debug("Connection closed");
+        }
+
+        /// <summary>The drain timeout passed: closes the socket, noting first how much of it the peer received.</summary>
+        private void Cut()
+        {
+            _acknowledgedAtCut = SocketSetup.BytesAcknowledged(_socket);
+            _socket.Dispose();
         }
 
         public void Dispose()
@@ -216,42 +225,56 @@ public sealed partial class ProtocolServer
             }
 
             var (head, body) = result;
-            var sent = 0L;
-            var keepOpen = true;
+            var sentBefore = _sender.BytesSent;
+            _headBytes = 0;
+            string? cut = null;
             await using (body)
             {
                 try
                 {
-                    sent = await SendResponseAsync(request.Opcode, head, body);
+                    await SendResponseAsync(request.Opcode, head, body);
                 }
                 catch (BodyUnavailableException)
                 {
                     head = ResponseHead.Error(StatusCode.InternalError, "cannot read the file; see the server log");
-                    keepOpen = await TrySendErrorAsync(request.Opcode, head.Status, head.Message);
+                    cut = await TrySendErrorAsync(request.Opcode, head.Status, head.Message) ? null : "peer went away";
+                    sentBefore = _sender.BytesSent;
                 }
-                catch (Exception e) when (IsDisconnect(e) || Abort.IsCancellationRequested)
+                catch (Exception e) when (Abort.IsCancellationRequested)
+                {
+                    _log.Debug("Response cut by the stop: {Reason}", e.Message);
+                    cut = "cut by the drain timeout";
+                }
+                catch (Exception e) when (IsDisconnect(e))
                 {
                     _log.Debug("Peer went away during the response: {Reason}", e.Message);
-                    keepOpen = false;
+                    cut = "peer went away";
                 }
                 catch (Exception e)
                 {
                     // The head is out and the body cannot be completed: only closing tells the peer.
                     _log.Error(e, "{Opcode} {Name} failed while sending the body; closing", request.Opcode, name);
-                    keepOpen = false;
+                    cut = "the body could not be completed (see the error above)";
                 }
             }
+            // Body bytes that really left, also when the response was cut part way: a failed sendfile may not say
+            // how far it got, the peer's acknowledgements do (earlier responses on this connection count as delivered).
+            var sent = Math.Max(0, _sender.BytesSent - sentBefore - _headBytes);
+            if (cut is not null && (SocketSetup.BytesAcknowledged(_socket) ?? _acknowledgedAtCut) is { } acknowledged)
+            {
+                sent = Math.Clamp(Math.Max(sent, acknowledged - sentBefore - _headBytes), 0, Math.Max(head.Length, 0));
+            }
             Interlocked.Add(ref _server._counters.BytesServed, sent);
-            if (!head.IsOk || !keepOpen)
+            if (!head.IsOk || cut is not null)
             {
                 Interlocked.Increment(ref _server._counters.RequestsFailed);
             }
-            LogRequest(request, name, head, sent, started, keepOpen);
+            LogRequest(request, name, head, sent, started, cut);
             if (sent > 0 && _server._options.Mptcp)
             {
                 Mptcp.LogSubflows(_log, _socket);
             }
-            return keepOpen;
+            return cut is null;
         }
 
         /// <summary>Checks a presented token (in constant time). A wrong one closes the connection.</summary>
@@ -284,6 +307,7 @@ public sealed partial class ProtocolServer
                 try
                 {
                     var length = WireCodec.EncodeResponse(opcode, head, frame);
+                    _headBytes = length;
                     await _sender.SendAsync(frame.AsMemory(0, length), Abort);
                     return 0;
                 }
@@ -294,6 +318,7 @@ public sealed partial class ProtocolServer
             }
 
             var headLength = WireCodec.EncodeResponse(opcode, head, _writeBuffer);
+            _headBytes = headLength;
             if (body is null || body.Length == 0)
             {
                 await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength), Abort);
@@ -320,17 +345,35 @@ public sealed partial class ProtocolServer
             return body.Length;
         }
 
-        private void LogRequest(Request request, string? name, ResponseHead head, long sent, long started, bool completed)
+        /// <summary>
+        /// One line per request, at Information: what was asked, the outcome and the body bytes that really left. A
+        /// failure's cause is logged once, where it happened (an upstream failure, a bug); a client asking for a
+        /// missing file or leaving early is the client's business. A response cut part way says so, with its reason.
+        /// </summary>
+        private void LogRequest(Request request, string? name, ResponseHead head, long sent, long started, string? cut)
         {
-            var level = head.IsOk && completed ? LogEventLevel.Information : LogEventLevel.Warning;
-            if (!_log.IsEnabled(level))
+            if (!_log.IsEnabled(LogEventLevel.Information))
             {
                 return;
             }
             var elapsedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-            _log.Write(level, "{Opcode} {Name} {Status} {Bytes} bytes in {ElapsedMs:0.###} ms {Source}{Incomplete} {Message}",
-                request.Opcode.ToString().ToUpperInvariant(), name ?? "-", head.Status, sent, elapsedMs,
-                head.IsOk && request is GetRequest or StatRequest ? head.Source : "-", completed ? "" : " (cut short)", head.Message);
+            var opcode = request.Opcode.ToString().ToUpperInvariant();
+            var source = head.IsOk && request is GetRequest or StatRequest ? head.Source.ToString() : "-";
+            if (cut is not null)
+            {
+                _log.Information("{Opcode} {Name} Cut after {Bytes} of {Length} bytes in {ElapsedMs:0.###} ms {Source}: {Reason}",
+                    opcode, name ?? "-", sent, head.Length, elapsedMs, source, cut);
+            }
+            else if (head.Message.Length == 0)
+            {
+                _log.Information("{Opcode} {Name} {Status} {Bytes} bytes in {ElapsedMs:0.###} ms {Source}",
+                    opcode, name ?? "-", head.Status, sent, elapsedMs, source);
+            }
+            else
+            {
+                _log.Information("{Opcode} {Name} {Status} {Bytes} bytes in {ElapsedMs:0.###} ms {Source} {Message}",
+                    opcode, name ?? "-", head.Status, sent, elapsedMs, source, head.Message);
+            }
         }
 
         /// <summary>Sends an error response; returns whether the connection can go on.</summary>

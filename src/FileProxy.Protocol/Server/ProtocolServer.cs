@@ -40,7 +40,7 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         _options = options;
         _log = (log ?? Log.Logger).ForContext<ProtocolServer>();
         _stopped = new Lazy<Task>(StopOnceAsync);
-        _listener = SocketSetup.Listen(options.EndPoint, options.Mptcp);
+        _listener = options.ListenSocket ?? SocketSetup.Listen(options.EndPoint, options.Mptcp);
         LocalEndPoint = (IPEndPoint)_listener.LocalEndPoint!;
         var beat = TimeSpan.FromMilliseconds(Math.Clamp(
             Math.Min(options.HeaderTimeout.TotalMilliseconds, options.IdleTimeout.TotalMilliseconds) / 4, 10, 1000));

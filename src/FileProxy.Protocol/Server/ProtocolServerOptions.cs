@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using FileProxy.Protocol.Wire;
 
 namespace FileProxy.Protocol.Server;
@@ -25,4 +26,8 @@ public sealed record ProtocolServerOptions
 
     /// <summary>A shared secret every connection must present (AUTH) before any other request; null for none.</summary>
     public string? Token { get; init; }
+
+    /// <summary>A socket already bound and listening (socket activation, tests that own their ports): the server
+    /// accepts on it instead of binding <see cref="EndPoint"/>, and closes it when it stops.</summary>
+    public Socket? ListenSocket { get; init; }
 }

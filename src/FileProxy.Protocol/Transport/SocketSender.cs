@@ -29,7 +29,25 @@ internal sealed class SocketSender : IDisposable
         _args.Completed += (_, args) => _pending!.TrySetResult(args.SocketError);
     }
 
-    public ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken) => _link.SendAsync(data, cancellationToken);
+    /// <summary>Bytes handed to the kernel (or, over TLS, to the TLS session) so far, also by sends that failed
+    /// part way.</summary>
+    public long BytesSent { get; private set; }
+
+    public async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        if (_link.Tls is not null)
+        {
+            await _link.Tls.WriteAsync(data, cancellationToken);
+            BytesSent += data.Length;
+            return;
+        }
+        while (!data.IsEmpty)
+        {
+            var sent = await _socket.SendAsync(data, SocketFlags.None, cancellationToken);
+            BytesSent += sent;
+            data = data[sent..];
+        }
+    }
 
     /// <summary>Sends <paramref name="count"/> bytes of <paramref name="file"/> from <paramref name="offset"/>.
     /// The file must hold them: a short file is an error, never a short body.</summary>
@@ -47,6 +65,7 @@ internal sealed class SocketSender : IDisposable
             _args.SendPacketsElements = [new SendPacketsElement(file, offset, chunk, endOfPacket: false)];
             _pending = new TaskCompletionSource<SocketError>(TaskCreationOptions.RunContinuationsAsynchronously);
             var error = _socket.SendPacketsAsync(_args) ? await _pending.Task : _args.SocketError;
+            BytesSent += Math.Clamp(_args.BytesTransferred, 0, chunk);
             if (error != SocketError.Success)
             {
                 throw new SocketException((int)error);
@@ -74,6 +93,7 @@ internal sealed class SocketSender : IDisposable
                     throw new IOException($"file ended {count} bytes early (file shrank?)");
                 }
                 await _link.Tls!.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                BytesSent += read;
                 offset += read;
                 count -= read;
             }

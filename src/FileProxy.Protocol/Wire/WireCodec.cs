@@ -66,8 +66,7 @@ public static class WireCodec
         var reader = new WireReader(payload);
         Request request = opcode switch
         {
-            Opcode.Get => new GetRequest(ReadName(ref reader), reader.U64(), reader.U64(),
-                reader.String16(ProtocolLimits.MaxVersionBytes, "if-version")),
+            Opcode.Get => new GetRequest(ReadName(ref reader), reader.U64(), reader.U64(), ReadVersion(ref reader, "if-version")),
             Opcode.Stat => new StatRequest(ReadName(ref reader)),
             Opcode.Stats => new StatsRequest(),
             Opcode.Purge => new PurgeRequest(ReadName(ref reader)),
@@ -180,9 +179,21 @@ public static class WireCodec
     private static FileMetadata ReadFile(ref WireReader reader)
     {
         var size = ReadLength(ref reader, "size");
-        var version = reader.String16(ProtocolLimits.MaxVersionBytes, "version");
+        var version = ReadVersion(ref reader, "version tag");
         var digest = new ContentDigest(reader.Bytes(ContentDigest.Length));
         return new FileMetadata(size, version, digest);
+    }
+
+    /// <summary>A version tag holds no control character (PROTOCOL.md): a newline in one would reach a proxy's
+    /// .meta file, one line per field, as it came.</summary>
+    private static string ReadVersion(ref WireReader reader, string field)
+    {
+        var version = reader.String16(ProtocolLimits.MaxVersionBytes, field);
+        if (version.Any(char.IsControl))
+        {
+            throw new ProtocolException($"{field} holds a control character");
+        }
+        return version;
     }
 
     private static long ReadLength(ref WireReader reader, string field)

@@ -1,8 +1,13 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.IO.Enumeration;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.RegularExpressions;
 using FileProxy.Protocol;
+using FileProxy.Protocol.Hosting;
+using FileProxy.Protocol.Native;
+using Microsoft.Win32.SafeHandles;
 using Serilog;
 
 namespace FileProxy.Proxy.Cache;
@@ -12,10 +17,27 @@ namespace FileProxy.Proxy.Cache;
 /// <c>entries/XX/KEY.meta</c> and <c>entries/XX/KEY.GEN.data</c>, where KEY is the SHA-256 of the name in hex and
 /// XX its first two digits, so no name can reach outside the directory. Fills write to <c>tmp/</c>; an entry is
 /// committed by renaming its data into place and then atomically writing its <c>.meta</c>, the commit point.
+/// The directory carries a <c>CACHEDIR.TAG</c> the proxy wrote (a non-empty directory without one is refused, so
+/// <c>--cache-dir /var</c> cannot empty <c>/var/tmp</c>), and one proxy at a time holds an exclusive flock on its
+/// <c>lock</c> file, which names the holder's process id.
 /// </summary>
-internal sealed class CacheStore
+internal sealed partial class CacheStore : IDisposable
 {
+    /// <summary>Exit code of a proxy whose cache directory another proxy holds.</summary>
+    public const int InUseExitCode = 3;
+
+    public const string MarkerFileName = "CACHEDIR.TAG";
+
+    public const string LockFileName = "lock";
+
+    /// <summary>The Cache Directory Tagging Specification's signature (https://bford.info/cachedir/): backup tools
+    /// skip a directory tagged so.</summary>
+    private const string MarkerText = "Signature: 8a477f597d28d172789f06886806bc55\n"
+        + "# This directory is a FileProxy proxy's cache. The proxy removes only files whose names it made.\n"
+        + "# For information about cache directory tags, see https://bford.info/cachedir/\n";
+
     private readonly ILogger _log;
+    private readonly SafeFileHandle _lock;
 
     public CacheStore(string directory, ILogger log)
     {
@@ -23,11 +45,67 @@ internal sealed class CacheStore
         EntriesDirectory = Path.Join(Root, "entries");
         TempDirectory = Path.Join(Root, "tmp");
         _log = log;
+        ClaimDirectory();
+        _lock = Lock();
         Directory.CreateDirectory(EntriesDirectory);
         Directory.CreateDirectory(TempDirectory);
     }
 
     public string Root { get; }
+
+    public void Dispose() => _lock.Dispose();
+
+    /// <summary>Creates the directory with its marker, or checks that an existing one is ours. A directory that
+    /// holds nothing but a cache's own parts (a cache from before the marker) is adopted.</summary>
+    private void ClaimDirectory()
+    {
+        var marker = Path.Join(Root, MarkerFileName);
+        try
+        {
+            Directory.CreateDirectory(Root);
+            if (File.Exists(marker))
+            {
+                return;
+            }
+            var foreign = Directory.EnumerateFileSystemEntries(Root).Select(Path.GetFileName)
+                .Where(name => name is not ("entries" or "tmp" or LockFileName)).Take(3).ToList();
+            if (foreign.Count > 0)
+            {
+                throw new StartException($"cache directory '{Root}' is not empty and was not made by the proxy (no {MarkerFileName}; "
+                    + $"it holds {string.Join(", ", foreign.Select(name => $"'{name}'"))}…); give a new or empty directory");
+            }
+            File.WriteAllText(marker, MarkerText);
+        }
+        catch (Exception e) when (e is IOException and not StartException or UnauthorizedAccessException)
+        {
+            throw new StartException($"cache directory '{Root}' is not usable: {e.Message}");
+        }
+    }
+
+    /// <summary>Takes the directory's lock for this process's life, or says which process holds it.</summary>
+    private SafeFileHandle Lock()
+    {
+        var path = Path.Join(Root, LockFileName);
+        var error = Posix.TryOpenUnlocked(path, out var handle);
+        if (error != 0)
+        {
+            handle.Dispose();
+            throw new StartException($"cannot open the lock file '{path}': {new System.ComponentModel.Win32Exception(error).Message}");
+        }
+        error = Posix.TryLockExclusive(handle);
+        if (error != 0)
+        {
+            var buffer = new byte[64];
+            var holder = Encoding.ASCII.GetString(buffer, 0, RandomAccess.Read(handle, buffer, 0)).Trim();
+            handle.Dispose();
+            throw new StartException(
+                $"cache directory '{Root}' is in use by another proxy (process {(holder.Length > 0 ? holder : "unknown")}); "
+                + "one proxy per cache directory", InUseExitCode);
+        }
+        // Fixed width, so a shorter id never leaves digits of a longer one behind.
+        RandomAccess.Write(handle, Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{Environment.ProcessId,-20}\n")), 0);
+        return handle;
+    }
 
     public string EntriesDirectory { get; }
 
@@ -91,14 +169,24 @@ internal sealed class CacheStore
     public List<FoundEntry> Scan()
     {
         var leftovers = 0;
+        var foreign = 0;
         foreach (var file in Directory.EnumerateFiles(TempDirectory))
         {
-            TryDelete(file);
-            leftovers++;
+            if (TempName().IsMatch(Path.GetFileName(file)))
+            {
+                TryDelete(file);
+                leftovers++;
+            }
+            else
+            {
+                foreign++;
+            }
         }
         var found = new ConcurrentBag<List<FoundEntry>>();
-        Parallel.ForEach(Directory.EnumerateDirectories(EntriesDirectory), shard =>
+        var shards = Directory.EnumerateDirectories(EntriesDirectory).Where(shard => ShardName().IsMatch(Path.GetFileName(shard)));
+        Parallel.ForEach(shards, shard =>
         {
+            var prefix = Path.GetFileName(shard);
             var metas = new HashSet<string>(StringComparer.Ordinal);
             var data = new Dictionary<string, List<FoundEntry>>(StringComparer.Ordinal);
             var files = new FileSystemEnumerable<(string Name, long Size, long Ticks)>(shard,
@@ -106,13 +194,18 @@ internal sealed class CacheStore
                 new EnumerationOptions { RecurseSubdirectories = false, AttributesToSkip = FileAttributes.Directory });
             foreach (var (name, size, ticks) in files)
             {
-                var dot = name.IndexOf('.', StringComparison.Ordinal);
-                var key = dot > 0 ? name[..dot] : name;
-                if (name.EndsWith(".meta", StringComparison.Ordinal))
+                var match = EntryFileName().Match(name);
+                if (!match.Success || !name.StartsWith(prefix, StringComparison.Ordinal))
+                {
+                    Interlocked.Increment(ref foreign); // not a name the proxy makes: never deleted
+                    continue;
+                }
+                var key = match.Groups["key"].Value;
+                if (match.Groups["meta"].Success)
                 {
                     metas.Add(key);
                 }
-                else if (name.EndsWith(".data", StringComparison.Ordinal))
+                else if (match.Groups["data"].Success)
                 {
                     if (!data.TryGetValue(key, out var list))
                     {
@@ -150,6 +243,10 @@ internal sealed class CacheStore
         {
             _log.Warning("Cache start-up removed {Leftovers} leftover or unpaired files", leftovers);
         }
+        if (foreign > 0)
+        {
+            _log.Warning("Cache start-up left alone {Foreign} files whose names the proxy does not make", foreign);
+        }
         return [.. found.SelectMany(list => list)];
     }
 
@@ -183,6 +280,16 @@ internal sealed class CacheStore
         }
         return chosen;
     }
+
+    [GeneratedRegex("^[0-9a-f]{64}\\.[0-9a-f]{32}\\.part$")]
+    private static partial Regex TempName();
+
+    [GeneratedRegex("^[0-9a-f]{2}$")]
+    private static partial Regex ShardName();
+
+    /// <summary>KEY.meta, KEY.GUID.data and KEY.GUID.meta-tmp (an interrupted metadata write).</summary>
+    [GeneratedRegex("^(?<key>[0-9a-f]{64})(?:(?<meta>\\.meta)|\\.[0-9a-f]{32}(?:(?<data>\\.data)|\\.meta-tmp))$")]
+    private static partial Regex EntryFileName();
 
     private void TryDelete(string path)
     {

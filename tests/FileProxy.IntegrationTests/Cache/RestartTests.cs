@@ -133,10 +133,10 @@ public sealed class RestartTests(ITestOutputHelper output)
         var view = new CacheDirectoryView(cluster.CacheDirectory.Path);
         await cluster.StopProxyAsync();
         var key = CacheDirectoryView.KeyOf("kept.bin");
-        cluster.CacheDirectory.Write($"tmp/{key}.0123.part", Fetch.RandomBytes(5_000, seed: 1));
-        cluster.CacheDirectory.Write($"entries/{key[..2]}/{key}.0123.meta-tmp", [1, 2, 3]);
+        cluster.CacheDirectory.Write($"tmp/{key}.{Guid.NewGuid():N}.part", Fetch.RandomBytes(5_000, seed: 1));
+        cluster.CacheDirectory.Write($"entries/{key[..2]}/{key}.{Guid.NewGuid():N}.meta-tmp", [1, 2, 3]);
         var orphanKey = CacheDirectoryView.KeyOf("never-committed.bin");
-        cluster.CacheDirectory.Write($"entries/{orphanKey[..2]}/{orphanKey}.4567.data", Fetch.RandomBytes(5_000, seed: 2));
+        cluster.CacheDirectory.Write($"entries/{orphanKey[..2]}/{orphanKey}.{Guid.NewGuid():N}.data", Fetch.RandomBytes(5_000, seed: 2));
 
         cluster.StartProxy();
         var stats = await cluster.ProxyStatsAsync(deadline.Token);

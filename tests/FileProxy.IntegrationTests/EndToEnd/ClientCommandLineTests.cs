@@ -1,7 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using FileProxy.Client;
 using FileProxy.IntegrationTests.Infrastructure;
 using Xunit.Abstractions;
@@ -108,9 +106,9 @@ public sealed class ClientCommandLineTests(ITestOutputHelper output)
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         using var downloads = new TempDirectory("fileproxy-out");
-        var closedPort = UnusedPort();
+        using var closedPort = new OwnedPort();
 
-        var exitCode = await RunAsync(deadline.Token, "any.bin", "--proxy", $"127.0.0.1:{closedPort.ToString(CultureInfo.InvariantCulture)}",
+        var exitCode = await RunAsync(deadline.Token, "any.bin", "--proxy", $"127.0.0.1:{closedPort.Port.ToString(CultureInfo.InvariantCulture)}",
             "-o", downloads.Combine("any.bin"));
 
         exitCode.Should().Be(ExitCodes.NetworkError).And.Be(5);
@@ -153,12 +151,4 @@ public sealed class ClientCommandLineTests(ITestOutputHelper output)
 
     private static Task<int> RunAsync(CancellationToken cancellationToken, params string[] args) =>
         ClientCommands.Build().Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, cancellationToken);
-
-    /// <summary>A loopback port nothing listens on: bound, read back and released.</summary>
-    private static int UnusedPort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
 }

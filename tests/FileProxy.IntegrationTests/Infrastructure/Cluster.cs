@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Server;
 using FileProxy.Proxy;
@@ -10,14 +11,16 @@ using Xunit.Abstractions;
 namespace FileProxy.IntegrationTests.Infrastructure;
 
 /// <summary>
-/// A real origin server and a real proxy in this process, on loopback port 0, over temporary directories.
+/// A real origin server and a real proxy in this process, on loopback port 0, over temporary directories. The
+/// origin's port belongs to the cluster for its whole life (<see cref="OwnedPort"/>): a stopped origin's port refuses
+/// connections and no other test can take it, so the proxy never reaches another test's origin.
 /// </summary>
 public sealed class Cluster : IAsyncDisposable
 {
     private readonly ILogger _originLog;
     private readonly ILogger _proxyLog;
     private readonly Func<CacheOptions, CacheOptions> _configureCache;
-    private int _originPort;
+    private readonly OwnedPort _originPort = new();
 
     private Cluster(ITestOutputHelper output, Func<CacheOptions, CacheOptions>? configureCache, Func<IFileSource, IFileSource>? wrapOrigin)
     {
@@ -41,27 +44,28 @@ public sealed class Cluster : IAsyncDisposable
 
     public int ProxyPort => Proxy.LocalEndPoint.Port;
 
-    public int OriginPort => _originPort;
+    public int OriginPort => _originPort.Port;
 
     /// <summary>Starts an origin over <see cref="Root"/> and a proxy in front of it.</summary>
     public static async Task<Cluster> StartAsync(ITestOutputHelper output, Func<CacheOptions, CacheOptions>? configureCache = null,
         Func<IFileSource, IFileSource>? wrapOrigin = null)
     {
         var cluster = new Cluster(output, configureCache, wrapOrigin);
-        cluster.StartOrigin(0);
+        cluster.StartOrigin();
         cluster.StartProxy();
         await Task.CompletedTask;
         return cluster;
     }
 
-    public void StartOrigin(int port)
+    /// <summary>Starts the origin on the cluster's port (again, after <see cref="StopOriginAsync"/>).</summary>
+    public void StartOrigin()
     {
         var source = WrapOrigin(new DirectorySource(Root.Path, _originLog));
-        Origin = new ProtocolServer(source, new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, port) }, _originLog);
+        Origin = new ProtocolServer(source, new ProtocolServerOptions { ListenSocket = _originPort.Listen() }, _originLog);
         Origin.Start();
-        _originPort = Origin.LocalEndPoint.Port;
     }
 
+    /// <summary>Stops the origin; its port stays the cluster's and refuses connections until a restart.</summary>
     public async Task StopOriginAsync()
     {
         if (Origin is not null)
@@ -72,12 +76,12 @@ public sealed class Cluster : IAsyncDisposable
     }
 
     /// <summary>Starts the origin again on the port it had.</summary>
-    public void RestartOrigin() => StartOrigin(_originPort);
+    public void RestartOrigin() => StartOrigin();
 
     public void StartProxy()
     {
         var options = _configureCache(new CacheOptions { Directory = CacheDirectory.Path, Fsync = false });
-        (Proxy, Cache) = ProxyServer.Create("127.0.0.1", _originPort, options,
+        (Proxy, Cache) = ProxyServer.Create("127.0.0.1", OriginPort, options,
             new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0) }, log: _proxyLog);
         Proxy.Start();
     }
@@ -92,7 +96,7 @@ public sealed class Cluster : IAsyncDisposable
         FileClient.ConnectAsync("127.0.0.1", ProxyPort, cancellationToken: cancellationToken);
 
     public Task<FileClient> ConnectOriginAsync(CancellationToken cancellationToken = default) =>
-        FileClient.ConnectAsync("127.0.0.1", _originPort, cancellationToken: cancellationToken);
+        FileClient.ConnectAsync("127.0.0.1", OriginPort, cancellationToken: cancellationToken);
 
     /// <summary>Reads the proxy's STATS counters.</summary>
     public async Task<IReadOnlyDictionary<string, long>> ProxyStatsAsync(CancellationToken cancellationToken = default)
@@ -106,6 +110,7 @@ public sealed class Cluster : IAsyncDisposable
     {
         await StopProxyAsync();
         await StopOriginAsync();
+        _originPort.Dispose();
         Root.Dispose();
         CacheDirectory.Dispose();
     }

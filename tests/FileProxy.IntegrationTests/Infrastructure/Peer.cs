@@ -24,7 +24,8 @@ public static class PeerConnections
     /// <summary>Every file under the cache directory, relative to it (empty directories do not count).</summary>
     public static IReadOnlyList<string> FilesInCache(this Cluster cluster) =>
         [.. Directory.EnumerateFiles(cluster.CacheDirectory.Path, "*", SearchOption.AllDirectories)
-            .Select(path => Path.GetRelativePath(cluster.CacheDirectory.Path, path))];
+            .Select(path => Path.GetRelativePath(cluster.CacheDirectory.Path, path))
+            .Where(path => path is not ("lock" or "CACHEDIR.TAG"))];
 
     /// <summary>Every file under the directory, relative to it (empty directories do not count).</summary>
     public static IReadOnlyList<string> Files(this TempDirectory directory) =>

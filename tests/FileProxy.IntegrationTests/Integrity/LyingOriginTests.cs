@@ -24,7 +24,7 @@ public sealed class LyingOriginTests(ITestOutputHelper output)
         await act.Should().ThrowAsync<UpstreamException>("the proxy must cut the body short when the digest fails");
         var stats = await cluster.ProxyStatsAsync(deadline.Token);
         stats["entries"].Should().Be(0);
-        Directory.EnumerateFiles(cluster.CacheDirectory.Path, "*", SearchOption.AllDirectories).Should().BeEmpty();
+        cluster.FilesInCache().Should().BeEmpty();
     }
 
     [Fact]
@@ -41,7 +41,23 @@ public sealed class LyingOriginTests(ITestOutputHelper output)
     }
 
     /// <summary>Passes everything through but flips a bit of every announced digest.</summary>
-    private sealed class WrongDigestSource(IFileSource inner) : IFileSource
+    [Fact]
+    public async Task A_version_tag_with_a_newline_is_refused_and_never_reaches_the_cache()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await using var cluster = await Cluster.StartAsync(output,
+            wrapOrigin: source => new WrongDigestSource(source, file => file with { Version = "v1\nname /etc/shadow" }));
+        cluster.Root.Write("tag.bin", Fetch.RandomBytes(10_000, seed: 8));
+        await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+
+        var answer = await Fetch.GetAsync(client, "tag.bin", deadline.Token);
+        await cluster.WaitForFillsAsync(deadline.Token);
+
+        answer.Head.Status.Should().Be(StatusCode.UpstreamUnavailable, "the origin broke the protocol");
+        cluster.FilesInCache().Should().BeEmpty("no .meta may hold the tag's newline");
+    }
+
+    private sealed class WrongDigestSource(IFileSource inner, Func<FileMetadata, FileMetadata>? change = null) : IFileSource
     {
         public string Role => inner.Role;
 
@@ -61,8 +77,12 @@ public sealed class LyingOriginTests(ITestOutputHelper output)
 
         public ValueTask<ResponseHead> PurgeAsync(SafeName name, CancellationToken cancellationToken) => inner.PurgeAsync(name, cancellationToken);
 
-        private static FileMetadata Corrupt(FileMetadata file)
+        private FileMetadata Corrupt(FileMetadata file)
         {
+            if (change is not null)
+            {
+                return change(file);
+            }
             var bytes = file.Digest.Bytes.ToArray();
             bytes[0] ^= 1;
             return file with { Digest = new ContentDigest(bytes) };

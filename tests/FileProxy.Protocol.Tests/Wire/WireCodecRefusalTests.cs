@@ -261,4 +261,21 @@ public sealed class WireCodecRefusalTests
             .U64((ulong)offset).U64((ulong)length).U8((byte)ResponseSource.Origin).ToArray();
         return WireCodec.DecodeResponse(Opcode.Get, new FrameHeader(Opcode.GetResponse, payload.Length), payload);
     }
+
+    [Theory]
+    [InlineData("v1\nname /etc/shadow")]
+    [InlineData("v1\u001b[2K")]
+    [InlineData("v1\u0085")]
+    public void A_version_tag_with_a_control_character_throws_ProtocolException(string version)
+    {
+        var (requestOpcode, head) = Samples.Responses["STAT Ok"];
+        var frame = Frames.Response(requestOpcode, head with { File = head.File! with { Version = version } });
+
+        var response = () => WireCodec.DecodeResponse(requestOpcode, Frames.HeaderOf(frame), Frames.PayloadOf(frame));
+        var requestFrame = Frames.Request(new GetRequest("a.bin", 0, 1, version));
+        var request = () => WireCodec.DecodeRequest(Opcode.Get, Frames.PayloadOf(requestFrame));
+
+        response.Should().Throw<ProtocolException>().WithMessage("*control character*");
+        request.Should().Throw<ProtocolException>().WithMessage("*control character*");
+    }
 }
