@@ -236,7 +236,7 @@ internal static class ClientCommands
         }
         catch (IOException e)
         {
-            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            await Console.Error.WriteLineAsync($"error: {EscapingEnricher.Escape(e.Message)}");
             return ExitCodes.UsageError;
         }
         options = options with
@@ -259,7 +259,7 @@ internal static class ClientCommands
         }
         catch (UpstreamException e)
         {
-            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            await Console.Error.WriteLineAsync($"error: {EscapingEnricher.Escape(e.Message)}");
             return e.Status is { } status ? ExitCodes.For(status) : ExitCodes.NetworkError;
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -275,7 +275,7 @@ internal static class ClientCommands
         catch (Exception e)
         {
             Log.Error(e, "Unexpected failure");
-            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            await Console.Error.WriteLineAsync($"error: {EscapingEnricher.Escape(e.Message)}");
             return ExitCodes.InternalError;
         }
         finally
@@ -288,7 +288,7 @@ internal static class ClientCommands
     {
         if (result.ExitCode != ExitCodes.Success)
         {
-            Console.Error.WriteLine($"error: {name}: {result.Message}");
+            Console.Error.WriteLine($"error: {name}: {EscapingEnricher.Escape(result.Message)}");
             return;
         }
         var head = result.Head!;
