@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The S3 origin's throughput target (issue 11): a 1 GiB object, cold at the proxy, read through server + proxy +
-# client, against what the AWS SDK alone reads from the same Ceph RGW; and the proxy's peak RSS (VmHWM).
+# client, against what the AWS SDK alone reads from the same Ceph RGW (one GET of the whole object as a range, as the
+# origin asks, the SDK's fastest way: see bench/S3Read); and the proxy's peak RSS (VmHWM).
 # Rounds alternate SDK and proxy; the proxy restarts with an empty cache each round. First, once, the very first
 # access (the origin reads the object once more to compute its digest). Starts Ceph with scripts/ceph.sh if it is
 # not running, and stops it again at the end in that case.
@@ -58,6 +59,7 @@ client_ms() {
 sdk_ms() { dotnet "$(bin S3Read)" get "$endpoint" "$bucket" big.bin | sed -nE 's/.* in ([0-9.]+) ms,.*/\1/p'; }
 mbs() { awk -v ms="$1" -v mib="$size_mib" 'BEGIN { printf "%.0f", mib * 1048576 / (ms / 1000) / 1e6 }'; }
 
+echo "for the record, the SDK's plain GET (it checks the body's MD5 against the ETag): $(dotnet "$(bin S3Read)" get "$endpoint" "$bucket" big.bin plain)"
 start_proxy
 first=$(client_ms)
 [ -n "$first" ] || { echo "first access failed; see $work/client.log" >&2; exit 1; }
