@@ -250,11 +250,8 @@ public sealed class S3Source : IFileSource, IAsyncDisposable
             {
                 using var response = size == 0 ? null : await _s3.GetObjectAsync(WholeOrRangeGet(key, etag, 0, size), timeout.Token);
                 bytes = response is null ? 0 : await S3Body.PumpAsync(response.ResponseStream, size,
-                    (chunk, _) =>
-                    {
-                        hasher.Append(chunk.Span);
-                        return ValueTask.CompletedTask;
-                    }, timeout.Token);
+                    // Hashed on a pool thread, so the next block is read from the store meanwhile.
+                    (chunk, token) => new ValueTask(Task.Run(() => hasher.Append(chunk.Span), token)), timeout.Token);
             }
             catch (AmazonS3Exception e) when (e.StatusCode is HttpStatusCode.PreconditionFailed or HttpStatusCode.NotFound)
             {
