@@ -179,6 +179,11 @@ case ${1:-} in
         stop
         rm -rf "$DIR"
       fi
+      for port in "$RGW_PORT" "$MON_PORT"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+          die "port $port on 127.0.0.1 is taken by another program; choose others with CEPH_RGW_PORT / CEPH_MON_PORT"
+        fi
+      done
       started=$SECONDS
       start
       say "up at $ENDPOINT in $((SECONDS - started)) s (directory $DIR)"

@@ -9,13 +9,16 @@ namespace FileProxy.IntegrationTests.Infrastructure;
 /// A real single-node Ceph RADOS Gateway for the S3 origin's tests, shared by the "ceph" collection: reuses one that
 /// scripts/ceph.sh already runs, or starts one (about 15 s; installing the packages first takes about 20 s more) and
 /// stops it again after the run. Where Ceph cannot be installed or started, <see cref="SkipReason"/> says why and the
-/// tests skip with that reason. FILEPROXY_CEPH=skip skips them on purpose.
+/// tests skip with that reason. FILEPROXY_CEPH=skip skips them on purpose, FILEPROXY_CEPH_KEEP=1 leaves it running.
+/// Test runs in other worktrees may share the same gateway: each holds a shared lock on a file beside its directory
+/// while it runs, and the run that started it stops it only when it can take that lock alone.
 /// </summary>
 public sealed class CephFixture : IAsyncLifetime
 {
     private static readonly TimeSpan UpTimeout = TimeSpan.FromMinutes(4);
     private readonly string _script = Path.Join(RepositoryRoot(), "scripts", "ceph.sh");
     private bool _startedHere;
+    private FileStream? _userLock;
 
     /// <summary>Null when the gateway answers; otherwise why the tests cannot run.</summary>
     public string? SkipReason { get; private set; }
@@ -33,6 +36,8 @@ public sealed class CephFixture : IAsyncLifetime
             SkipReason = "FILEPROXY_CEPH=skip";
             return;
         }
+        // FileShare.ReadWrite takes a shared flock on Linux, FileShare.None an exclusive one.
+        _userLock = new FileStream(UsersFile, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
         var (statusCode, _) = await RunAsync("status", TimeSpan.FromSeconds(30));
         var (upCode, output) = await RunAsync("up", UpTimeout);
         if (upCode != 0)
@@ -61,11 +66,28 @@ public sealed class CephFixture : IAsyncLifetime
     public async Task DisposeAsync()
     {
         S3?.Dispose();
-        if (_startedHere && Environment.GetEnvironmentVariable("FILEPROXY_CEPH_KEEP") != "1")
+        if (_userLock is null)
         {
+            return;
+        }
+        await _userLock.DisposeAsync();
+        if (!_startedHere || Environment.GetEnvironmentVariable("FILEPROXY_CEPH_KEEP") == "1")
+        {
+            return;
+        }
+        try
+        {
+            using var alone = new FileStream(UsersFile, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
             await RunAsync("down", TimeSpan.FromSeconds(60));
         }
+        catch (IOException)
+        {
+            // Another test run still uses it; the gateway stays up for it.
+        }
     }
+
+    private static string UsersFile =>
+        (Environment.GetEnvironmentVariable("CEPH_DIR") is { Length: > 0 } dir ? dir.TrimEnd('/') : "/tmp/fileproxy-ceph") + ".users";
 
     /// <summary>A new bucket with a name no other test uses.</summary>
     public async Task<string> CreateBucketAsync(CancellationToken cancellationToken)
