@@ -202,7 +202,7 @@ public sealed class S3Source : IFileSource, IAsyncDisposable
             }
             var etag = Unquote(metadata.ETag);
             var size = metadata.ContentLength;
-            var version = $"{etag}:{size}";
+            var version = VersionTag(etag, size);
             try
             {
                 var digest = await DigestAsync(key, etag, size, version, cancellationToken);
@@ -286,6 +286,16 @@ public sealed class S3Source : IFileSource, IAsyncDisposable
         EtagToMatch = etag,
         ByteRange = new Amazon.S3.Model.ByteRange(offset, offset + length - 1),
     };
+
+    /// <summary>ETAG:SIZE; a store whose ETags would make it longer than the wire allows (none known: AWS and RGW
+    /// give 32 hex digits, plus -PARTS for multipart uploads) gets a SHA-256 of it instead, which stays unique.</summary>
+    internal static string VersionTag(string etag, long size)
+    {
+        var tag = $"{etag}:{size}";
+        return tag.Length <= ProtocolLimits.MaxVersionBytes && System.Text.Ascii.IsValid(tag)
+            ? tag
+            : "sha256-" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(tag)));
+    }
 
     private string IndexKey(string key) => Bucket + "/" + key;
 
