@@ -3,8 +3,39 @@ using System.Net;
 using FileProxy.Protocol.Hosting;
 using FileProxy.Protocol.Server;
 using FileProxy.Server;
+using Serilog;
 
 var root = new Option<DirectoryInfo?>("--root") { Description = "Directory whose files are served (default: the current directory)", HelpName = "dir" };
+var s3Endpoint = new Option<Uri>("--s3-endpoint")
+{
+    Description = "Serve an S3 bucket instead of a directory: the object store's URL (e.g. http://127.0.0.1:7480) (default: none)",
+    CustomParser = result =>
+    {
+        var text = result.Tokens.Single().Value;
+        if (Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https")
+        {
+            return uri;
+        }
+        result.AddError($"'{text}' is not an http:// or https:// URL");
+        return null;
+    },
+};
+var bucket = new Option<string>("--bucket") { Description = "The bucket to serve (with --s3-endpoint) (default: none)" };
+var s3Prefix = new Option<string>("--s3-prefix")
+{
+    Description = "Serve only the objects under this key prefix; name N is object PREFIX/N",
+    DefaultValueFactory = _ => "",
+};
+var s3DigestIndex = new Option<FileInfo>("--s3-digest-index")
+{
+    Description = "File that keeps the objects' digests across restarts",
+    DefaultValueFactory = _ => new FileInfo("fileproxy-s3-digests.tsv"),
+};
+var s3Region = new Option<string>("--s3-region")
+{
+    Description = "Region for request signatures (any for Ceph RGW)",
+    DefaultValueFactory = _ => "us-east-1",
+};
 var port = CommandLine.PortOption("--port", "TCP port to listen on", OriginServer.DefaultPort);
 var listen = CommandLine.ListenAddressOption();
 var maxConnections = new Option<int>("--max-connections")
@@ -19,22 +50,94 @@ var tlsKey = SecurityOptions.TlsKey();
 var tokenFile = SecurityOptions.TokenFile();
 var logLevel = CommandLine.LogLevelOption();
 
-var command = new RootCommand("FileProxy origin server: serves the files under a directory over the FileProxy protocol.")
+var command = new RootCommand("FileProxy origin server: serves the files under a directory, or the objects of an S3 bucket, "
+    + "over the FileProxy protocol.")
 {
-    root, port, listen, maxConnections, drain, mptcp, tlsCert, tlsKey, tokenFile, logLevel,
+    root, s3Endpoint, bucket, s3Prefix, s3DigestIndex, s3Region, port, listen, maxConnections, drain, mptcp, tlsCert, tlsKey, tokenFile, logLevel,
 };
 SecurityOptions.RequireBoth(command, tlsCert, tlsKey);
-command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse.GetValue(logLevel), () =>
+command.Validators.Add(result =>
 {
-    var options = new ProtocolServerOptions
+    var s3 = result.GetResult(s3Endpoint) is not null;
+    if (s3 && result.GetResult(root) is not null)
     {
-        EndPoint = new IPEndPoint(parse.GetValue(listen)!, parse.GetValue(port)),
-        MaxConnections = parse.GetValue(maxConnections),
-        DrainTimeout = parse.GetValue(drain),
-        Mptcp = parse.GetValue(mptcp),
-        TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey)),
-        Token = SecurityOptions.ReadToken(parse.GetValue(tokenFile)),
-    };
-    return (OriginServer.Create((parse.GetValue(root) ?? new DirectoryInfo(Directory.GetCurrentDirectory())).FullName, options), null);
-}, cancellationToken));
+        result.AddError("--root and --s3-endpoint exclude each other: serve a directory or a bucket");
+    }
+    if (s3 != (result.GetResult(bucket) is not null))
+    {
+        result.AddError("--s3-endpoint and --bucket go together");
+    }
+    foreach (var option in new Option[] { s3Prefix, s3DigestIndex, s3Region })
+    {
+        if (!s3 && result.GetResult(option) is { Implicit: false })
+        {
+            result.AddError($"{option.Name} needs --s3-endpoint and --bucket");
+        }
+    }
+});
+command.SetAction(async (parse, cancellationToken) =>
+{
+    ProtocolServerOptions options;
+    try
+    {
+        options = new ProtocolServerOptions
+        {
+            EndPoint = new IPEndPoint(parse.GetValue(listen)!, parse.GetValue(port)),
+            MaxConnections = parse.GetValue(maxConnections),
+            DrainTimeout = parse.GetValue(drain),
+            Mptcp = parse.GetValue(mptcp),
+            TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey)),
+            Token = SecurityOptions.ReadToken(parse.GetValue(tokenFile)),
+        };
+    }
+    catch (IOException e)
+    {
+        CommandLine.ConfigureLogging(parse.GetValue(logLevel));
+        Log.Fatal("Cannot start: {Reason}", e.Message);
+        await Log.CloseAndFlushAsync();
+        return 1;
+    }
+    if (parse.GetValue(s3Endpoint) is not { } endpoint)
+    {
+        return await CommandLine.RunServerAsync(parse.GetValue(logLevel),
+            () => (OriginServer.Create((parse.GetValue(root) ?? new DirectoryInfo(Directory.GetCurrentDirectory())).FullName, options), null), cancellationToken);
+    }
+
+    // The bucket is checked before the port opens, so a wrong endpoint, bucket or key ends the start with a reason.
+    CommandLine.ConfigureLogging(parse.GetValue(logLevel));
+    if (S3Credentials.Find(out var whereLooked) is not { } credentials)
+    {
+        Log.Fatal("Cannot start: no S3 credentials found (looked in {WhereLooked})", whereLooked);
+        await Log.CloseAndFlushAsync();
+        return 1;
+    }
+    S3Source source;
+    try
+    {
+        source = new S3Source(new S3SourceOptions
+        {
+            Endpoint = endpoint,
+            Bucket = parse.GetValue(bucket)!,
+            Prefix = parse.GetValue(s3Prefix)!,
+            Credentials = credentials,
+            DigestIndexPath = parse.GetValue(s3DigestIndex)!.FullName,
+            Region = parse.GetValue(s3Region)!,
+        });
+    }
+    catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException)
+    {
+        Log.Fatal("Cannot start: {Reason}", e.Message);
+        await Log.CloseAndFlushAsync();
+        return 1;
+    }
+    if (await source.CheckAsync(cancellationToken) is { } problem)
+    {
+        Log.Fatal("Cannot start: {Reason}", problem);
+        await source.DisposeAsync();
+        await Log.CloseAndFlushAsync();
+        return 1;
+    }
+    return await CommandLine.RunServerAsync(parse.GetValue(logLevel),
+        () => (OriginServer.Create(source, options), source), cancellationToken);
+});
 return await CommandLine.RunAsync(command, args);

@@ -74,25 +74,23 @@ public sealed partial class ReadmeTests(ITestOutputHelper output)
         return options;
     }
 
-    /// <summary>The first table after a heading: each option or argument named in the first column, with the
-    /// second column (backticks and a leading "./" removed).</summary>
+    /// <summary>The tables of a section (up to the next '## ' heading): each option or argument named in the first
+    /// column, with the second column (backticks and a leading "./" removed).</summary>
     private static Dictionary<string, string> Table(string readme, string heading)
     {
         var start = readme.IndexOf("\n" + heading + "\n", StringComparison.Ordinal);
         start.Should().BePositive("the README has a '{0}' section", heading);
         var rows = new Dictionary<string, string>(StringComparer.Ordinal);
-        var inTable = false;
         foreach (var line in readme[(start + heading.Length + 2)..].Split('\n'))
         {
+            if (line.StartsWith("## ", StringComparison.Ordinal))
+            {
+                break;
+            }
             if (!line.StartsWith('|'))
             {
-                if (inTable)
-                {
-                    break;
-                }
                 continue;
             }
-            inTable = true;
             var cells = line.Split('|');
             var value = cells[2].Trim().Replace("`", "", StringComparison.Ordinal);
             value = value.StartsWith("./", StringComparison.Ordinal) ? value[2..] : value;
