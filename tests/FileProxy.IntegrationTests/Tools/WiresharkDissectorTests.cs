@@ -43,14 +43,15 @@ public sealed partial class WiresharkDissectorTests(ITestOutputHelper output)
             (await client.StatAsync("missing.bin", deadline.Token)).IsOk.Should().BeFalse();
             (await client.StatsAsync(deadline.Token)).IsOk.Should().BeTrue();
             // The capture writes what it saw a little after it happened: wait until the last answer is in the file.
-            await Poll.UntilAsync(async () => (await DecodeAsync(capture, deadline.Token, cluster.ProxyPort, cluster.OriginPort))
+            // (Read while being written, the file may end mid-packet: tshark then says so and exits 2; poll on.)
+            await Poll.UntilAsync(async () => (await DecodeAsync(capture, strict: false, [cluster.ProxyPort, cluster.OriginPort], deadline.Token))
                 .Any(f => f.Opcode == "0x83"), "the capture holds the last answer", deadline.Token);
             await StopCaptureAsync(tshark, deadline.Token);
         }
         await using var stat = await cluster.ConnectOriginAsync(deadline.Token);
         var file = (await stat.StatAsync("dir/cap ture.bin", deadline.Token)).File!;
 
-        var frames = await DecodeAsync(capture, deadline.Token, cluster.ProxyPort, cluster.OriginPort);
+        var frames = await DecodeAsync(capture, strict: true, [cluster.ProxyPort, cluster.OriginPort], deadline.Token);
 
         var gets = frames.Where(f => f.Opcode == "0x01").ToList();
         gets.Select(f => f.Name).Should().Contain("dir/cap ture.bin");
@@ -100,7 +101,7 @@ public sealed partial class WiresharkDissectorTests(ITestOutputHelper output)
         await tshark.WaitForExitAsync(cancellationToken);
     }
 
-    private static async Task<List<Decoded>> DecodeAsync(string file, CancellationToken cancellationToken, params int[] ports)
+    private static async Task<List<Decoded>> DecodeAsync(string file, bool strict, int[] ports, CancellationToken cancellationToken)
     {
         var dissector = Repository.Combine("docs", "wireshark", "fileproxy.lua");
         var start = new ProcessStartInfo("tshark") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -122,7 +123,10 @@ public sealed partial class WiresharkDissectorTests(ITestOutputHelper output)
         var text = await process.StandardOutput.ReadToEndAsync(cancellationToken);
         var errors = await process.StandardError.ReadToEndAsync(cancellationToken);
         await process.WaitForExitAsync(cancellationToken);
-        process.ExitCode.Should().Be(0, errors);
+        if (strict)
+        {
+            process.ExitCode.Should().Be(0, errors);
+        }
         // One line per packet; a packet can hold several frames (fields joined with ';') and body pieces.
         List<Decoded> frames = [];
         foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
