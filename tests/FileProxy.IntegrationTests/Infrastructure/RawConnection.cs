@@ -13,6 +13,8 @@ public sealed class RawConnection : IAsyncDisposable
 
     private RawConnection(Socket socket) => _stream = new NetworkStream(socket, ownsSocket: true);
 
+    private RawConnection(NetworkStream stream) => _stream = stream;
+
     public static async Task<RawConnection> ConnectAsync(int port, CancellationToken cancellationToken)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -27,6 +29,10 @@ public sealed class RawConnection : IAsyncDisposable
         }
         return new RawConnection(socket);
     }
+
+    /// <summary>Wraps a socket the caller connected (from a chosen local address, say); the caller disposes the
+    /// socket.</summary>
+    public static RawConnection Over(Socket socket) => new(new NetworkStream(socket, ownsSocket: false));
 
     public ValueTask SendAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken) =>
         _stream.WriteAsync(bytes, cancellationToken);
