@@ -52,6 +52,17 @@ public sealed class RawConnection : IAsyncDisposable
         return (header, WireCodec.DecodeResponse(requestOpcode, header, payload));
     }
 
+    /// <summary>Says no more bytes will come from this side (a half close), as a peer does after its last request.</summary>
+    public void ShutdownSend() => _stream.Socket.Shutdown(SocketShutdown.Send);
+
+    /// <summary>Reads exactly <paramref name="count"/> raw bytes (a GET response's body).</summary>
+    public async Task<byte[]> ReadBytesAsync(int count, CancellationToken cancellationToken)
+    {
+        var bytes = new byte[count];
+        await _stream.ReadExactlyAsync(bytes, cancellationToken);
+        return bytes;
+    }
+
     /// <summary>Waits until the peer closes the connection. True when it closed (cleanly or with a reset); false
     /// when it sent another byte instead.</summary>
     public async Task<bool> WaitForCloseAsync(CancellationToken cancellationToken)
