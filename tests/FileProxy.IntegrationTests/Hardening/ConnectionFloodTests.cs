@@ -160,6 +160,32 @@ public sealed class ConnectionFloodTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task The_proxy_program_takes_the_per_address_limit_from_its_command_line()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var root = new TempDirectory("fileproxy-root");
+        using var cache = new TempDirectory("fileproxy-cache");
+        var origin = OriginServer.Create(root.Path, OriginServer.Loopback(), TestLog.For(output, "origin"));
+        await using var _ = origin;
+        origin.Start();
+        await using var proxy = ProxyProcess.Start(origin.LocalEndPoint.Port, cache.Path, output, "--max-connections-per-address", "1");
+        await proxy.WaitUntilListeningAsync(deadline.Token);
+
+        // WaitUntilListeningAsync probed from 127.0.0.1; 127.0.0.2 has its one place free.
+        using var first = await ConnectFromAsync(SlowAttacker, proxy.Port, deadline.Token);
+        await using var firstRaw = RawConnection.Over(first);
+        await firstRaw.SendAsync(RawConnection.Frame(new StatsRequest()), deadline.Token);
+        (await firstRaw.ReadResponseAsync(Opcode.Stats, deadline.Token)).Head.Status.Should().Be(StatusCode.Ok);
+
+        using var second = await ConnectFromAsync(SlowAttacker, proxy.Port, deadline.Token);
+        await using var secondRaw = RawConnection.Over(second);
+        var (header, refused) = await secondRaw.ReadResponseAsync(Opcode.Get, deadline.Token);
+        header.Opcode.Should().Be(Opcode.ErrorResponse);
+        refused.Status.Should().Be(StatusCode.Busy);
+        refused.Message.Should().Contain("from your address");
+    }
+
     private static async Task<TimeSpan> TimeNormalRequestAsync(int port, byte[] content, CancellationToken cancellationToken)
     {
         var started = Stopwatch.StartNew();
