@@ -4,9 +4,9 @@ using Serilog;
 namespace FileProxy.Protocol.Server;
 
 /// <summary>
-/// Failed accepts in a row: how long to pause before the next try (10 ms, doubling to 1 s, back to 10 ms after a
-/// success) and when to say so (the first failure, then one line with a count per <see cref="LogInterval"/>, never
-/// a stack trace: the cause is the system's state, not our code).
+/// Failed accepts: how long to pause before the next try (10 ms, doubling to 1 s, back to 10 ms after a success)
+/// and when to say so: at most one line per <see cref="LogInterval"/>, with a count of the failures it stands for,
+/// never a stack trace (the cause is the system's state, not our code). Used by the accept loop only.
 /// </summary>
 internal sealed class AcceptFailures(ILogger log)
 {
@@ -14,48 +14,43 @@ internal sealed class AcceptFailures(ILogger log)
     public static readonly TimeSpan MaxPause = TimeSpan.FromSeconds(1);
     public static readonly TimeSpan LogInterval = TimeSpan.FromSeconds(5);
 
+    /// <summary>A run of failures this long is an outage worth a line when it ends.</summary>
+    private static readonly TimeSpan Outage = TimeSpan.FromSeconds(1);
+
+    private readonly LogThrottle _throttle = new(LogInterval);
     private TimeSpan _pause = TimeSpan.Zero;
     private long _streakStarted;
-    private long _lastLogged;
     private long _inStreak;
-    private long _sinceLogged;
 
     /// <summary>Records a failed accept; returns how long to wait before the next.</summary>
     public TimeSpan Failed(SocketException e)
     {
-        var now = Environment.TickCount64;
         _pause = _pause == TimeSpan.Zero ? FirstPause : TimeSpan.FromTicks(Math.Min(_pause.Ticks * 2, MaxPause.Ticks));
-        _inStreak++;
-        _sinceLogged++;
-        if (_inStreak == 1)
+        if (_inStreak++ == 0)
         {
-            _streakStarted = now;
-            _lastLogged = now;
-            _sinceLogged = 0;
-            log.Warning("Accept failed: {SocketError} ({Reason}); pausing accepts, up to {MaxPauseMs} ms at a time, until one succeeds",
-                e.SocketErrorCode, e.Message, MaxPause.TotalMilliseconds);
+            _streakStarted = Environment.TickCount64;
         }
-        else if (now - _lastLogged >= LogInterval.TotalMilliseconds)
+        if (_throttle.ShouldLog(out var suppressed))
         {
-            log.Warning("Accept failed {Failures} more times in the last {Seconds:0.#} s: {SocketError} ({Reason}); still pausing",
-                _sinceLogged, (now - _lastLogged) / 1000.0, e.SocketErrorCode, e.Message);
-            _lastLogged = now;
-            _sinceLogged = 0;
+            log.Warning("Accept failed: {SocketError} ({Reason}); pausing accepts for {PauseMs} ms, up to {MaxPauseMs} ms at a time, until one succeeds ({Suppressed} more failed since the last such line)",
+                e.SocketErrorCode, e.Message, _pause.TotalMilliseconds, MaxPause.TotalMilliseconds, suppressed);
         }
         return _pause;
     }
 
-    /// <summary>Records a successful accept: the next failure starts a new streak.</summary>
+    /// <summary>Records a successful accept: the next failure pauses briefly again.</summary>
     public void Succeeded()
     {
         if (_inStreak == 0)
         {
             return;
         }
-        log.Information("Accepting again after {Failures} failed accepts over {Seconds:0.#} s",
-            _inStreak, (Environment.TickCount64 - _streakStarted) / 1000.0);
+        var lasted = Environment.TickCount64 - _streakStarted;
+        if (lasted >= Outage.TotalMilliseconds)
+        {
+            log.Information("Accepting again after {Failures} failed accepts over {Seconds:0.#} s", _inStreak, lasted / 1000.0);
+        }
         _inStreak = 0;
-        _sinceLogged = 0;
         _pause = TimeSpan.Zero;
     }
 }
