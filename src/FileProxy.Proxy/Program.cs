@@ -30,6 +30,7 @@ var serveStale = CommandLine.SwitchOption("--serve-stale-on-error",
 var allowPurge = new Option<bool>("--allow-purge") { Description = "Let clients remove cache entries with 'client purge'" };
 var noFsync = new Option<bool>("--no-fsync") { Description = "Skip fsync before committing entries (faster; a power cut may then lose recent entries)" };
 var maxConnections = new Option<int>("--max-connections") { Description = "Connections served at once; more are answered Busy", DefaultValueFactory = _ => 4096 };
+var maxPerAddress = CommandLine.MaxConnectionsPerAddressOption();
 var drain = CommandLine.DurationOption("--drain-timeout", "On Ctrl+C/SIGTERM, how long running transfers may finish", TimeSpan.FromSeconds(10));
 var mptcp = new Option<bool>("--mptcp") { Description = "Listen on a Linux MPTCP socket" };
 var upstreamMptcp = new Option<bool>("--upstream-mptcp") { Description = "Connect to the origin with a Linux MPTCP socket" };
@@ -50,7 +51,7 @@ var command = new RootCommand("FileProxy caching proxy: serves files from its ca
 {
     upstreamHostArgument, upstreamPortArgument, listenPortArgument,
     upstreamHost, upstreamPort, port, listen, cacheDir, maxSize, revalidate, serveStale, allowPurge, noFsync,
-    maxConnections, drain, mptcp, upstreamMptcp, maxFills, tlsCert, tlsKey, tokenFile, upstreamTls, upstreamTlsCa, upstreamTokenFile, logLevel,
+    maxConnections, maxPerAddress, drain, mptcp, upstreamMptcp, maxFills, tlsCert, tlsKey, tokenFile, upstreamTls, upstreamTlsCa, upstreamTokenFile, logLevel,
 };
 SecurityOptions.RequireBoth(command, tlsCert, tlsKey);
 command.Validators.Add(result =>
@@ -87,6 +88,7 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
     {
         EndPoint = new IPEndPoint(parse.GetValue(listen)!, listenPort),
         MaxConnections = parse.GetValue(maxConnections),
+        MaxConnectionsPerAddress = parse.GetValue(maxPerAddress),
         DrainTimeout = parse.GetValue(drain),
         Mptcp = parse.GetValue(mptcp),
         TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey)),

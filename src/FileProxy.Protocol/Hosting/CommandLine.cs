@@ -165,6 +165,7 @@ public static class CommandLine
         Func<(FileProxy.Protocol.Server.ProtocolServer Server, IAsyncDisposable? Source)> create, CancellationToken cancellationToken)
     {
         ConfigureLogging(logLevel);
+        LogFileLimit();
         try
         {
             var (server, source) = create();
@@ -194,6 +195,42 @@ public static class CommandLine
         {
             await Log.CloseAndFlushAsync();
         }
+    }
+
+    /// <summary>Raises the open file limit to its hard limit (the .NET runtime usually did so already) and logs the
+    /// figure: every connection costs a descriptor, and running out makes accepts fail.</summary>
+    private static void LogFileLimit()
+    {
+        switch (FileProxy.Protocol.Native.Posix.RaiseFileLimit())
+        {
+            case null:
+                Log.Warning("Cannot read the open file limit (RLIMIT_NOFILE)");
+                break;
+            case var (before, after) when after.Soft != before.Soft:
+                Log.Information("Open file limit raised from {Before} to {After} descriptors", before.Soft, after.Soft);
+                break;
+            case var (_, after):
+                Log.Information("Open file limit: {Limit} descriptors (hard limit {Hard})", after.Soft, after.Hard);
+                break;
+        }
+    }
+
+    /// <summary>The --max-connections-per-address option, the same on the server and the proxy.</summary>
+    public static Option<int> MaxConnectionsPerAddressOption()
+    {
+        var option = new Option<int>("--max-connections-per-address")
+        {
+            Description = "Connections one client address may hold at once; more are answered Busy (0: no limit)",
+            DefaultValueFactory = _ => FileProxy.Protocol.Server.ProtocolServerOptions.DefaultMaxConnectionsPerAddress,
+        };
+        option.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() < 0)
+            {
+                result.AddError("--max-connections-per-address cannot be negative");
+            }
+        });
+        return option;
     }
 
     /// <summary>

@@ -25,12 +25,15 @@ public sealed partial class ProtocolServer : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationTokenSource _aborting = new();
     private readonly Dictionary<long, Task> _connections = [];
+    private readonly Dictionary<IPAddress, int> _perAddress = [];
+    private readonly LogThrottle _busyLog = new(TimeSpan.FromSeconds(5));
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Connection, byte> _live = new();
     private readonly Timer _heartbeat;
     private readonly Lock _connectionsLock = new();
     private readonly ServerCounters _counters = new();
     private Task? _acceptLoop;
     private readonly Lazy<Task> _stopped;
+    private readonly int _connectionLimit;
     private long _nextConnectionId;
     private int _disposed;
 
@@ -41,6 +44,7 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         _log = (log ?? Log.Logger).ForContext<ProtocolServer>();
         _stopped = new Lazy<Task>(StopOnceAsync);
         _listener = options.ListenSocket ?? SocketSetup.Listen(options.EndPoint, options.Mptcp);
+        _connectionLimit = ConnectionLimit(options.MaxConnections, Native.Posix.GetFileLimit(), Native.Posix.OpenDescriptorCount() ?? 0);
         LocalEndPoint = (IPEndPoint)_listener.LocalEndPoint!;
         var beat = TimeSpan.FromMilliseconds(Math.Clamp(
             Math.Min(options.HeaderTimeout.TotalMilliseconds, options.IdleTimeout.TotalMilliseconds) / 4, 10, 1000));
@@ -63,7 +67,20 @@ public sealed partial class ProtocolServer : IAsyncDisposable
     public IFileSource Source => _source;
 
     /// <summary>Starts accepting connections.</summary>
-    public void Start() => _acceptLoop ??= AcceptLoopAsync();
+    public void Start()
+    {
+        if (_acceptLoop is not null)
+        {
+            return;
+        }
+        if (_connectionLimit < _options.MaxConnections)
+        {
+            _log.Warning("The open file limit ({Limit}) leaves room for {Connections} connections, fewer than --max-connections "
+                + "({MaxConnections}): more are answered Busy. Raise the limit (ulimit -n, LimitNOFILE=) to serve more",
+                Native.Posix.GetFileLimit()?.Soft, _connectionLimit, _options.MaxConnections);
+        }
+        _acceptLoop = AcceptLoopAsync();
+    }
 
     /// <summary>Stops accepting, lets running transfers finish for up to the drain timeout, then cuts the rest.</summary>
     public Task StopAsync() => _stopped.Value;
@@ -128,6 +145,7 @@ public sealed partial class ProtocolServer : IAsyncDisposable
     private async Task AcceptLoopAsync()
     {
         _log.Information("Listening on {EndPoint}", LocalEndPoint);
+        var failures = new AcceptFailures(_log);
         while (!_stopping.IsCancellationRequested)
         {
             Socket socket;
@@ -141,50 +159,140 @@ public sealed partial class ProtocolServer : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                // EMFILE, ECONNABORTED and the like: this one connection is lost, the listener is not.
-                _log.Warning(e, "Accept failed: {SocketError}", e.SocketErrorCode);
+                // EMFILE, ENFILE, ENOBUFS, ECONNABORTED: the listener is fine, but out of descriptors the same
+                // accept fails again at once. Without a pause this loop logged a stack trace per failure (about
+                // 2,500 a second, 24,000 lines) at full speed; a pause lets connections close and descriptors
+                // come back.
+                var pause = failures.Failed(e);
+                try
+                {
+                    await Task.Delay(pause, _stopping.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
                 continue;
             }
+            failures.Succeeded();
             var id = Interlocked.Increment(ref _nextConnectionId);
             Interlocked.Increment(ref _counters.ConnectionsAccepted);
+            var address = ClientAddress(socket);
+            string? refusal = null;
+            byte[]? refusalFrame = null;
             lock (_connectionsLock)
             {
-                var busy = _connections.Count >= _options.MaxConnections;
-                var task = busy ? RefuseBusyAsync(socket, id) : RunConnectionAsync(socket, id);
-                _connections[id] = task;
-                _ = task.ContinueWith(_ =>
+                var fromAddress = _perAddress.GetValueOrDefault(address);
+                if (_connections.Count >= _connectionLimit)
                 {
-                    lock (_connectionsLock)
+                    (refusal, refusalFrame) = ($"{_connectionLimit} connections already open", BusyFrames.Server);
+                }
+                else if (_options.MaxConnectionsPerAddress > 0 && fromAddress >= _options.MaxConnectionsPerAddress)
+                {
+                    (refusal, refusalFrame) = ($"{fromAddress} connections already open from {address}", BusyFrames.Address);
+                }
+                else
+                {
+                    _perAddress[address] = fromAddress + 1;
+                    var task = RunConnectionAsync(socket, id);
+                    _connections[id] = task;
+                    _ = task.ContinueWith(_ =>
                     {
-                        _connections.Remove(id);
-                    }
-                }, TaskScheduler.Default);
+                        lock (_connectionsLock)
+                        {
+                            _connections.Remove(id);
+                            ReleaseAddress(address);
+                        }
+                    }, TaskScheduler.Default);
+                }
+            }
+            if (refusal is not null)
+            {
+                RefuseBusy(socket, id, refusal, refusalFrame!);
             }
         }
     }
 
-    private async Task RefuseBusyAsync(Socket socket, long id)
+    private static class BusyFrames
     {
-        await Task.Yield();
+        public static readonly byte[] Server = BusyFrame("server busy: too many connections, try again later");
+        public static readonly byte[] Address = BusyFrame("server busy: too many connections from your address, try again later");
+    }
+
+    /// <summary>The peer's address, an IPv4-mapped IPv6 one as the IPv4 address it is (the same host either way).</summary>
+    private static IPAddress ClientAddress(Socket socket)
+    {
+        var address = (socket.RemoteEndPoint as IPEndPoint)?.Address ?? IPAddress.None;
+        return address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+    }
+
+    /// <summary>Called under <see cref="_connectionsLock"/>.</summary>
+    private void ReleaseAddress(IPAddress address)
+    {
+        var left = _perAddress[address] - 1;
+        if (left == 0)
+        {
+            _perAddress.Remove(address);
+        }
+        else
+        {
+            _perAddress[address] = left;
+        }
+    }
+
+    /// <summary>
+    /// Connections served at once: <see cref="ProtocolServerOptions.MaxConnections"/>, or fewer when the open file
+    /// limit would run out first. Each connection holds a descriptor; with every descriptor taken, the runtime
+    /// itself cannot open one (to load an assembly, say) and the process died with "Out of memory." (3 of 3 runs
+    /// at a limit of 160 and 400 connections). What is open already (about 60 at start: the runtime keeps loaded
+    /// assemblies open) plus a reserve of a quarter of the limit, at least 64, stays free for files, upstream
+    /// connections, the runtime and the accept-then-close of a Busy answer.
+    /// </summary>
+    internal static int ConnectionLimit(int maxConnections, Native.Posix.FileLimit? fileLimit, int openNow)
+    {
+        if (fileLimit is not { } limit)
+        {
+            return maxConnections;
+        }
+        var soft = (long)Math.Min(limit.Soft, int.MaxValue);
+        var room = soft - openNow - Math.Max(64, soft / 4);
+        return (int)Math.Clamp(room, 1, maxConnections);
+    }
+
+    /// <summary>
+    /// Answers Busy and closes, at once and on the accept loop: a refusal is one small non-blocking send into an
+    /// empty socket buffer. Refusing on a task of its own let a flood hold every descriptor in refusals waiting to
+    /// run (400 connections at a limit of 160).
+    /// </summary>
+    private void RefuseBusy(Socket socket, long id, string reason, byte[] frame)
+    {
         using (socket)
         {
             Interlocked.Increment(ref _counters.ConnectionsRefused);
-            _log.Warning("Connection {ConnectionId} from {RemoteEndPoint} refused: {MaxConnections} connections already open",
-                id, socket.RemoteEndPoint, _options.MaxConnections);
+            // Under a flood every refusal would be a line: the first says why, then one line per interval counts.
+            if (_busyLog.ShouldLog(out var suppressed))
+            {
+                _log.Warning("Connection {ConnectionId} from {RemoteEndPoint} refused as Busy: {Reason} ({Suppressed} more refused since the last such line)",
+                    id, socket.RemoteEndPoint, reason, suppressed);
+            }
             try
             {
-                var frame = new byte[256];
-                var length = WireCodec.EncodeResponse(Opcode.ErrorResponse,
-                    ResponseHead.Error(StatusCode.Busy, "server busy: too many connections, try again later"), frame);
-                using var timeout = new CancellationTokenSource(_options.HeaderTimeout);
-                await socket.SendAsync(frame.AsMemory(0, length), SocketFlags.None, timeout.Token);
+                socket.Blocking = false;
+                socket.Send(frame, SocketFlags.None);
                 socket.Shutdown(SocketShutdown.Both);
             }
-            catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+            catch (SocketException)
             {
-                // The refused peer is gone already; nothing to tell it.
+                // The refused peer is gone already, or its buffer is full; closing tells it enough.
             }
         }
+    }
+
+    private static byte[] BusyFrame(string message)
+    {
+        var frame = new byte[256];
+        var length = WireCodec.EncodeResponse(Opcode.ErrorResponse, ResponseHead.Error(StatusCode.Busy, message), frame);
+        return frame[..length];
     }
 
     private async Task RunConnectionAsync(Socket socket, long id)

@@ -11,6 +11,14 @@ public sealed record ProtocolServerOptions
     /// <summary>Connections served at once; one more is answered Busy and closed.</summary>
     public int MaxConnections { get; init; } = 4096;
 
+    /// <summary>Connections one client address may hold at once (0: no limit); one more is answered Busy and
+    /// closed, so a single host cannot take every one of <see cref="MaxConnections"/>.</summary>
+    public int MaxConnectionsPerAddress { get; init; } = DefaultMaxConnectionsPerAddress;
+
+    /// <summary>The default of <see cref="MaxConnectionsPerAddress"/>: a quarter of the default
+    /// <see cref="MaxConnections"/>, far above what one well-behaved client or a proxy in front needs.</summary>
+    public const int DefaultMaxConnectionsPerAddress = 1024;
+
     public TimeSpan HeaderTimeout { get; init; } = ProtocolLimits.DefaultHeaderTimeout;
 
     public TimeSpan IdleTimeout { get; init; } = ProtocolLimits.DefaultIdleTimeout;

@@ -117,7 +117,7 @@ public static class WireCodec
             throw new ProtocolException($"expected a response to {requestOpcode}, got opcode 0x{(byte)header.Opcode:x2}");
         }
         var reader = new WireReader(payload);
-        var status = (StatusCode)reader.U8();
+        var status = ReadStatus(ref reader);
         var message = reader.String16(ProtocolLimits.MaxMessageBytes, "message");
         var head = new ResponseHead(status, message);
         if (status == StatusCode.Ok && header.Opcode != Opcode.ErrorResponse)
@@ -128,14 +128,14 @@ public static class WireCodec
                     var file = ReadFile(ref reader);
                     var offset = ReadLength(ref reader, "offset");
                     var length = ReadLength(ref reader, "length");
-                    head = head with { File = file, Offset = offset, Length = length, Source = (ResponseSource)reader.U8() };
+                    head = head with { File = file, Offset = offset, Length = length, Source = ReadSource(ref reader) };
                     if (offset > file.Size || length > file.Size - offset)
                     {
                         throw new ProtocolException($"response range {offset}+{length} exceeds file size {file.Size}");
                     }
                     break;
                 case Opcode.Stat:
-                    head = head with { File = ReadFile(ref reader), Source = (ResponseSource)reader.U8() };
+                    head = head with { File = ReadFile(ref reader), Source = ReadSource(ref reader) };
                     break;
                 case Opcode.Stats:
                     head = head with { Counters = ReadCounters(ref reader) };
@@ -194,6 +194,24 @@ public static class WireCodec
             throw new ProtocolException($"{field} holds a control character");
         }
         return version;
+    }
+
+    /// <summary>A status this peer does not know cannot be acted on (is it a failure? which?): a protocol error,
+    /// never a value cast blindly into the enum.</summary>
+    private static StatusCode ReadStatus(ref WireReader reader)
+    {
+        var value = reader.U8();
+        return Enum.IsDefined((StatusCode)value)
+            ? (StatusCode)value
+            : throw new ProtocolException($"unknown status code {value} in the response");
+    }
+
+    private static ResponseSource ReadSource(ref WireReader reader)
+    {
+        var value = reader.U8();
+        return Enum.IsDefined((ResponseSource)value)
+            ? (ResponseSource)value
+            : throw new ProtocolException($"unknown response source {value} in the response");
     }
 
     private static long ReadLength(ref WireReader reader, string field)

@@ -13,6 +13,8 @@ public sealed class RawConnection : IAsyncDisposable
 
     private RawConnection(Socket socket) => _stream = new NetworkStream(socket, ownsSocket: true);
 
+    private RawConnection(NetworkStream stream) => _stream = stream;
+
     public static async Task<RawConnection> ConnectAsync(int port, CancellationToken cancellationToken)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -27,6 +29,10 @@ public sealed class RawConnection : IAsyncDisposable
         }
         return new RawConnection(socket);
     }
+
+    /// <summary>Wraps a socket the caller connected (from a chosen local address, say); the caller disposes the
+    /// socket.</summary>
+    public static RawConnection Over(Socket socket) => new(new NetworkStream(socket, ownsSocket: false));
 
     public ValueTask SendAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken) =>
         _stream.WriteAsync(bytes, cancellationToken);
@@ -44,6 +50,17 @@ public sealed class RawConnection : IAsyncDisposable
         var payload = new byte[header.PayloadLength];
         await _stream.ReadExactlyAsync(payload, cancellationToken);
         return (header, WireCodec.DecodeResponse(requestOpcode, header, payload));
+    }
+
+    /// <summary>Says no more bytes will come from this side (a half close), as a peer does after its last request.</summary>
+    public void ShutdownSend() => _stream.Socket.Shutdown(SocketShutdown.Send);
+
+    /// <summary>Reads exactly <paramref name="count"/> raw bytes (a GET response's body).</summary>
+    public async Task<byte[]> ReadBytesAsync(int count, CancellationToken cancellationToken)
+    {
+        var bytes = new byte[count];
+        await _stream.ReadExactlyAsync(bytes, cancellationToken);
+        return bytes;
     }
 
     /// <summary>Waits until the peer closes the connection. True when it closed (cleanly or with a reset); false
