@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Hosting;
 using FileProxy.Protocol.Wire;
 using Serilog;
@@ -13,19 +14,50 @@ namespace FileProxy.Client;
 /// <summary>The client's command line: fetch a file (the default), stat, stats and purge.</summary>
 internal static class ClientCommands
 {
-    private static readonly Option<PeerAddress> Proxy = new("--proxy", "-p")
+    private static readonly Option<PeerAddress[]> Proxy = new("--proxy", "-p")
     {
-        Description = "Proxy (or server) to ask, as HOST:PORT",
-        DefaultValueFactory = _ => new PeerAddress("127.0.0.1", PeerAddress.DefaultPort),
+        Description = "Proxy (or server) to ask, as HOST:PORT. Repeat it to give several addresses of the same server: a download then runs one subflow per address (see --multipath)",
+        DefaultValueFactory = _ => [new PeerAddress("127.0.0.1", PeerAddress.DefaultPort)],
+        Arity = ArgumentArity.OneOrMore,
+        AllowMultipleArgumentsPerToken = false,
+        CustomParser = result =>
+        {
+            var addresses = new List<PeerAddress>();
+            foreach (var token in result.Tokens)
+            {
+                if (!PeerAddress.TryParse(token.Value, out var address))
+                {
+                    result.AddError($"'{token.Value}' is not HOST:PORT");
+                    return [];
+                }
+                addresses.Add(address);
+            }
+            if (addresses.Count > MultipathFetcher.MaxSubflows)
+            {
+                result.AddError($"at most {MultipathFetcher.MaxSubflows} --proxy addresses");
+            }
+            return [.. addresses];
+        },
+    };
+
+    private static readonly Option<MultipathMode?> Multipath = new("--multipath")
+    {
+        Description = "With several --proxy addresses: 'adaptive' (default) splits the file across them and drops to one path when the others only add congestion; 'all' always uses every one; 'off' uses the first only",
         CustomParser = result =>
         {
             var text = result.Tokens.Single().Value;
-            if (PeerAddress.TryParse(text, out var address))
+            MultipathMode? mode = text switch
             {
-                return address;
+                "off" => MultipathMode.Off,
+                "adaptive" => MultipathMode.Adaptive,
+                "all" => MultipathMode.All,
+                _ => null,
+            };
+            if (mode is null)
+            {
+                result.AddError($"--multipath takes off, adaptive or all, not '{text}'");
             }
-            result.AddError($"'{text}' is not HOST:PORT");
-            return default;
+            return mode;
         },
     };
 
@@ -63,7 +95,7 @@ internal static class ClientCommands
         };
         var offset = CommandLine.SizeOption("--offset", "Fetch from this byte on (a range: the digest is checked only for whole files)", 0);
         var length = CommandLine.SizeOption("--length", "Fetch at most this many bytes (default: to the end)");
-        var command = new Command(name, description) { fileName, output, offset, length, Proxy, Mptcp, LogLevel };
+        var command = new Command(name, description) { fileName, output, offset, length, Proxy, Multipath, Mptcp, LogLevel };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var rawName = parse.GetValue(fileName)!;
@@ -80,12 +112,24 @@ internal static class ClientCommands
                     : Directory.Exists(target) ? Path.Join(target, safeName.FileName) : target;
             }
             var rangeLength = parse.GetResult(length) is null ? ProtocolLimits.ToEnd : (ulong)parse.GetValue(length);
+            var peers = parse.GetValue(Proxy)!;
+            var mode = parse.GetValue(Multipath) ?? MultipathMode.Adaptive;
+            if (peers.Length > 1 && mode != MultipathMode.Off && !toStdout && parse.GetResult(offset) is null or { Implicit: true } && parse.GetResult(length) is null)
+            {
+                return await WithLoggingAsync(parse, async () =>
+                {
+                    var options = new MultipathOptions { Mode = mode, Connection = new FileClientOptions { Mptcp = parse.GetValue(Mptcp) } };
+                    var (result, transfer) = await MultipathDownload.ToFileAsync(peers, options, safeName, target!, cancellationToken);
+                    Report(safeName, target!, toStdout, result, transfer);
+                    return result.ExitCode;
+                }, cancellationToken);
+            }
             return await WithClientAsync(parse, async client =>
             {
                 var result = toStdout
                     ? await Download.ToStreamAsync(client, safeName, Console.OpenStandardOutput(), (ulong)parse.GetValue(offset), rangeLength, cancellationToken)
                     : await Download.ToFileAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, cancellationToken);
-                Report(safeName, target!, toStdout, result);
+                Report(safeName, target!, toStdout, result, null);
                 return result.ExitCode;
             }, cancellationToken);
         });
@@ -171,15 +215,21 @@ internal static class ClientCommands
         return command;
     }
 
-    private static async Task<int> WithClientAsync(ParseResult parse, Func<FileClient, Task<int>> action, CancellationToken cancellationToken)
-    {
-        CommandLine.ConfigureLogging(parse.GetValue(LogLevel));
-        var peer = parse.GetValue(Proxy);
-        try
+    private static Task<int> WithClientAsync(ParseResult parse, Func<FileClient, Task<int>> action, CancellationToken cancellationToken) =>
+        WithLoggingAsync(parse, async () =>
         {
+            var peer = parse.GetValue(Proxy)![0];
             await using var client = await FileClient.ConnectAsync(peer.Host, peer.Port,
                 new FileClientOptions { Mptcp = parse.GetValue(Mptcp) }, cancellationToken);
             return await action(client);
+        }, cancellationToken);
+
+    private static async Task<int> WithLoggingAsync(ParseResult parse, Func<Task<int>> action, CancellationToken cancellationToken)
+    {
+        CommandLine.ConfigureLogging(parse.GetValue(LogLevel));
+        try
+        {
+            return await action();
         }
         catch (UpstreamException e)
         {
@@ -203,7 +253,7 @@ internal static class ClientCommands
         }
     }
 
-    private static void Report(SafeName name, string target, bool toStdout, DownloadResult result)
+    private static void Report(SafeName name, string target, bool toStdout, DownloadResult result, MultipathResult? transfer)
     {
         if (result.ExitCode != ExitCodes.Success)
         {
@@ -213,9 +263,14 @@ internal static class ClientCommands
         var head = result.Head!;
         var seconds = Math.Max(result.Elapsed.TotalSeconds, 1e-6);
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{(toStdout ? "" : " -> " + target)}");
+            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{Subflows(transfer)}{(toStdout ? "" : " -> " + target)}");
         (toStdout ? Console.Error : Console.Out).WriteLine(line);
     }
+
+    /// <summary>For a multipath download: how many subflows carried data, and each one's share.</summary>
+    private static string Subflows(MultipathResult? transfer) => transfer is null ? ""
+        : string.Create(CultureInfo.InvariantCulture,
+            $", {transfer.SubflowsCarrying} of {transfer.Subflows.Count} subflows carried data ({string.Join(", ", transfer.Subflows.Select(s => $"{s.Address} {Units.FormatBytes(s.Bytes)}{(s.Failure is null ? "" : " failed")}"))})");
 
     private static string Describe(ResponseSource source) => source switch
     {
