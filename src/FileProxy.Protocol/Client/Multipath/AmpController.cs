@@ -56,6 +56,8 @@ public sealed class AmpController
     private AmpPhase _phase = AmpPhase.Multi;
     private AmpPhase _beforeTrial;
     private int _intervalsInPhase;
+    private int _drainIntervals;
+    private double _seconds;
     private int _congestedRun;
     private int _cleanRun;
     private int _best;
@@ -101,6 +103,7 @@ public sealed class AmpController
     public AmpDecision? Update(TimeSpan now, TimeSpan interval, IReadOnlyList<SubflowSample> samples)
     {
         var seconds = Math.Max(interval.TotalSeconds, 1e-3);
+        _seconds = seconds;
         var congested = true;
         var anySending = false;
         var lost = false;
@@ -137,7 +140,7 @@ public sealed class AmpController
         return _phase switch
         {
             AmpPhase.Multi => InMulti(now, total),
-            AmpPhase.Probe => InProbe(now, samples, total),
+            AmpPhase.Probe => InProbe(now, samples),
             AmpPhase.Collapsed => InSingle(now, total),
             _ => InTrial(now, total),
         };
@@ -220,14 +223,15 @@ public sealed class AmpController
         return TryTrial(now, current);
     }
 
-    private AmpDecision? InProbe(TimeSpan now, IReadOnlyList<SubflowSample> samples, double total)
+    private AmpDecision? InProbe(TimeSpan now, IReadOnlyList<SubflowSample> samples)
     {
-        if (samples.Any(s => s.Index != _best && s.Carrying))
+        if (samples.Any(s => s.Index != _best && s.Carrying) && ++_drainIntervals <= _settings.DrainIntervals)
         {
-            _intervalsInPhase = 0; // the others are still draining what they had asked for
+            _intervalsInPhase = 0; // the others are still receiving what they had asked for
             return null;
         }
-        if (!Measuring(total))
+        // The best subflow's own goodput: a slow subflow that is still draining does not count.
+        if (!Measuring(samples.Where(s => s.Index == _best).Sum(s => s.Bytes) / _seconds))
         {
             return null;
         }
@@ -328,6 +332,7 @@ public sealed class AmpController
     {
         _phase = phase;
         _intervalsInPhase = 0;
+        _drainIntervals = 0;
         _congestedRun = 0;
         _window.Clear();
     }
@@ -377,8 +382,15 @@ public sealed class AmpController
 
     private static string Rate(double bytesPerSecond) => Units.FormatBytes(bytesPerSecond) + "/s";
 
-    private static string Percent(double fraction) =>
-        double.IsInfinity(fraction) ? "everything" : fraction.ToString("+0%;-0%", CultureInfo.InvariantCulture);
+    private static string Percent(double fraction)
+    {
+        if (double.IsInfinity(fraction))
+        {
+            return "everything";
+        }
+        var percent = (int)Math.Round(fraction * 100);
+        return string.Create(CultureInfo.InvariantCulture, $"{(percent >= 0 ? "+" : "")}{percent} %");
+    }
 
     private static string Text(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }

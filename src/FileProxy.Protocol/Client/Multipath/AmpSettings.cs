@@ -9,6 +9,10 @@ public sealed record AmpSettings
     /// <summary>Intervals skipped after a change of the carrying set (slow start, requests still in flight).</summary>
     public int RampIntervals { get; init; } = 1;
 
+    /// <summary>Intervals a probe waits at most for the parked subflows to receive what they had asked for; a slow
+    /// path that takes longer is measured around.</summary>
+    public int DrainIntervals { get; init; } = 5;
+
     /// <summary>Intervals averaged for one goodput figure.</summary>
     public int MeasureIntervals { get; init; } = 3;
 

@@ -286,6 +286,7 @@ public sealed class MultipathFetcher : IAsyncDisposable
                     samples.Add(sample);
                     var rate = sample.Bytes / Math.Max(interval.TotalSeconds, 1e-3);
                     subflow.Rate = sample.Carrying || sample.Bytes > 0 ? (subflow.Rate + rate) / 2 : subflow.Rate;
+                    subflow.Rtt = sample.Rtt;
                     if (sample.Carrying && sample.Rtt > largestRtt)
                     {
                         largestRtt = sample.Rtt;

@@ -16,6 +16,9 @@ internal sealed class Subflow : IAsyncDisposable
     private readonly Socket _socket;
     private readonly FrameReader _reader;
     private readonly MultipathOptions _options;
+    /// <summary>The next request goes out at the latest this many bytes before the current body ends.</summary>
+    private const long MinLeadBytes = 256 * 1024;
+
     private readonly byte[] _requestBuffer = new byte[WireCodec.MaxRequestFrame];
     private long _received;
     private long _sampledReceived;
@@ -46,6 +49,9 @@ internal sealed class Subflow : IAsyncDisposable
 
     /// <summary>Goodput (bytes/s) this subflow had in the last sample; sizes its chunks.</summary>
     public double Rate { get; set; }
+
+    /// <summary>The receiver's RTT estimate in the last sample.</summary>
+    public TimeSpan Rtt { get; set; }
 
     /// <summary>False after a transfer was cut short with requests outstanding: the stream position is lost.</summary>
     public bool IsReusable => _disposed == 0 && Volatile.Read(ref _outstanding) == 0;
@@ -122,13 +128,9 @@ internal sealed class Subflow : IAsyncDisposable
             while (true)
             {
                 var changed = scheduler.Changed;
-                while (outstanding.Count < _options.PipelineDepth && scheduler.TryTake(Index, transfer.ChunkBytesFor(this), out var next))
-                {
-                    stall.CancelAfter(_options.StallTimeout);
-                    await SendAsync(new GetRequest(transfer.Name, (ulong)next.Offset, (ulong)next.Length, transfer.File.Version), stall.Token);
-                    outstanding.Enqueue(next);
-                    Interlocked.Increment(ref _outstanding);
-                }
+                // One request at least; the rest of the pipeline once the current body is near its end (or at once
+                // while this path's rate is unknown), so a parked subflow has little left to drain.
+                await TopUpAsync(transfer, outstanding, Rate > 0 ? 1 : _options.PipelineDepth, stall);
                 if (outstanding.Count == 0)
                 {
                     if (scheduler.Finished)
@@ -143,7 +145,7 @@ internal sealed class Subflow : IAsyncDisposable
                 var buffer = ArrayPool<byte>.Shared.Rent(chunk.Length);
                 try
                 {
-                    await ReceiveAsync(transfer, chunk, buffer, stall);
+                    await ReceiveAsync(transfer, chunk, buffer, stall, () => TopUpAsync(transfer, outstanding, _options.PipelineDepth, stall));
                     outstanding.Dequeue();
                     Interlocked.Decrement(ref _outstanding);
                     if (scheduler.TryClaim(Index, chunk))
@@ -191,8 +193,26 @@ internal sealed class Subflow : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
-    private async Task ReceiveAsync(MultipathTransfer transfer, Chunk chunk, byte[] buffer, CancellationTokenSource stall)
+    /// <summary>Sends GETs for more chunks until <paramref name="depth"/> are outstanding or the queue has none for us.</summary>
+    private async ValueTask TopUpAsync(MultipathTransfer transfer, Queue<Chunk> outstanding, int depth, CancellationTokenSource stall)
     {
+        while (outstanding.Count < depth && transfer.Scheduler.TryTake(Index, transfer.ChunkBytesFor(this), out var next))
+        {
+            stall.CancelAfter(_options.StallTimeout);
+            await SendAsync(new GetRequest(transfer.Name, (ulong)next.Offset, (ulong)next.Length, transfer.File.Version), stall.Token);
+            outstanding.Enqueue(next);
+            Interlocked.Increment(ref _outstanding);
+        }
+    }
+
+    /// <summary>Receives one chunk's head and body into <paramref name="buffer"/>, calling <paramref name="nearEnd"/>
+    /// once when the rest of the body would take about two round trips (so the next request arrives in time).</summary>
+    private async Task ReceiveAsync(MultipathTransfer transfer, Chunk chunk, byte[] buffer, CancellationTokenSource stall,
+        Func<ValueTask> nearEnd)
+    {
+        var lead = Rate <= 0 ? long.MaxValue
+            : Math.Max(MinLeadBytes, (long)(Rate * ((2 * Rtt.TotalSeconds) + 0.01)));
+        var toppedUp = false;
         stall.CancelAfter(_options.StallTimeout);
         var frame = await _reader.ReadFrameAsync(null, stall.Token)
             ?? throw new EndOfStreamException($"{Address} closed the connection");
@@ -225,6 +245,11 @@ internal sealed class Subflow : IAsyncDisposable
             }
             filled += read;
             Interlocked.Add(ref _received, read);
+            if (!toppedUp && chunk.Length - filled <= lead)
+            {
+                toppedUp = true;
+                await nearEnd();
+            }
         }
     }
 
