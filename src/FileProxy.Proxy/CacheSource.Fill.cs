@@ -1,9 +1,11 @@
 using System.Security.Cryptography;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Wire;
 using FileProxy.Proxy.Cache;
+using Microsoft.Win32.SafeHandles;
 
 namespace FileProxy.Proxy;
 
@@ -69,7 +71,11 @@ public sealed partial class CacheSource
             // Our own descriptor on the fill's file: it follows the file through its rename into the cache.
             var reader = new FileStream($"/proc/self/fd/{fill.Handle!.DangerousGetHandle()}", FileMode.Open, FileAccess.Read,
                 FileShare.ReadWrite | FileShare.Delete, bufferSize: 0, FileOptions.Asynchronous);
-            body = new GrowingFileBody(fill, reader, range.Offset, range.Length);
+            // A request that pins a version belongs to a resume or a multipath transfer, whose client checks the whole
+            // file's digest: it gets its range as written and waits only for the file's last byte. Any other request
+            // gets its own last byte only once the whole file is verified.
+            var holdFrom = request.IfVersion.Length > 0 ? file.Size - 1 : range.Offset + range.Length - 1;
+            body = new GrowingFileBody(fill, reader, range.Offset, range.Length, holdFrom);
             var head = new ResponseHead(StatusCode.Ok, "")
             {
                 File = file,
@@ -128,44 +134,54 @@ public sealed partial class CacheSource
         try
         {
             Interlocked.Increment(ref _counters.UpstreamFetches);
-            GetResponse response;
-            (client, response) = await RequestWholeFileAsync(fill.Name, token);
-            var head = response.Head;
-            if (!head.IsOk)
+            FileMetadata metadata;
+            SafeFileHandle handle;
+            ContentDigest digest;
+            if (_options.Multipath is { } multipath)
             {
-                Retire(fill).Fail(Relay(head));
-                return;
+                if (await FetchOverPathsAsync(fill, multipath, tempPath, token) is not { } fetched)
+                {
+                    return;
+                }
+                (metadata, handle, digest) = fetched;
             }
-            var metadata = head.File!;
-            if (head.Offset != 0 || head.Length != metadata.Size)
+            else
             {
-                throw new UpstreamException($"upstream answered a whole-file GET with range {head.Offset}+{head.Length} of {metadata.Size}");
-            }
-            var free = new DriveInfo(_store.Root).AvailableFreeSpace;
-            if (metadata.Size > _options.MaxBytes || metadata.Size > free)
-            {
-                _log.Write(metadata.Size > _options.MaxBytes ? Serilog.Events.LogEventLevel.Information : Serilog.Events.LogEventLevel.Warning,
-                    "{Name} ({Bytes} bytes) does not fit (cache cap {MaxBytes}, disk free {FreeBytes}); passing it through uncached",
-                    fill.Name, metadata.Size, _options.MaxBytes, free);
-                await response.DisposeAsync();
-                Retire(fill).PassThrough(head);
-                return;
-            }
-            MakeRoom(metadata.Size);
+                GetResponse response;
+                (client, response) = await RequestWholeFileAsync(fill.Name, token);
+                var head = response.Head;
+                if (!head.IsOk)
+                {
+                    Retire(fill).Fail(Relay(head));
+                    return;
+                }
+                metadata = head.File!;
+                if (head.Offset != 0 || head.Length != metadata.Size)
+                {
+                    throw new UpstreamException($"upstream answered a whole-file GET with range {head.Offset}+{head.Length} of {metadata.Size}");
+                }
+                if (!Fits(fill, metadata))
+                {
+                    await response.DisposeAsync();
+                    Retire(fill).PassThrough(head);
+                    return;
+                }
+                MakeRoom(metadata.Size);
 
-            var handle = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite,
-                FileShare.ReadWrite | FileShare.Delete, FileOptions.None);
-            fill.Started(handle, head);
-            using var hash = new ContentHasher();
-            var copied = await BodyCopier.CopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
-            Interlocked.Add(ref _counters.BytesFetched, copied);
-            await _upstream.ReturnAsync(client);
-            client = null;
-            if (copied != metadata.Size)
-            {
-                throw new UpstreamException($"upstream sent {copied} of {metadata.Size} bytes");
+                handle = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite,
+                    FileShare.ReadWrite | FileShare.Delete, FileOptions.None);
+                fill.Started(handle, head);
+                using var hash = new ContentHasher();
+                var copied = await BodyCopier.CopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
+                Interlocked.Add(ref _counters.BytesFetched, copied);
+                await _upstream.ReturnAsync(client);
+                client = null;
+                if (copied != metadata.Size)
+                {
+                    throw new UpstreamException($"upstream sent {copied} of {metadata.Size} bytes");
+                }
+                digest = hash.Finish();
             }
-            var digest = hash.Finish();
             if (digest != metadata.Digest)
             {
                 _log.Error("{Name}: upstream bytes hash to {Actual}, it announced {Announced}; not caching", fill.Name, digest, metadata.Digest);
@@ -183,13 +199,14 @@ public sealed partial class CacheSource
                 await Task.Run(() => FlushToDisk(handle), CancellationToken.None);
             }
         }
-        catch (Exception e) when (e is UpstreamException or IOException or UnauthorizedAccessException or OperationCanceledException)
+        catch (Exception e) when (e is UpstreamException or MultipathException or IOException or UnauthorizedAccessException or OperationCanceledException)
         {
             Interlocked.Increment(ref _counters.UpstreamFailures);
             var reason = e is OperationCanceledException ? "proxy is shutting down" : e.Message;
             _log.Warning("Fetching {Name} from the origin failed: {Reason}", fill.Name, reason);
-            Retire(fill).Fail(ResponseHead.Error(e is UpstreamException or OperationCanceledException ? StatusCode.UpstreamUnavailable : StatusCode.InternalError,
-                e is UpstreamException or OperationCanceledException ? $"origin fetch failed: {reason}" : "proxy cannot store the file; see its log"));
+            var upstream = e is UpstreamException or MultipathException or OperationCanceledException;
+            Retire(fill).Fail(ResponseHead.Error(upstream ? StatusCode.UpstreamUnavailable : StatusCode.InternalError,
+                upstream ? $"origin fetch failed: {reason}" : "proxy cannot store the file; see its log"));
         }
         catch (Exception e)
         {
