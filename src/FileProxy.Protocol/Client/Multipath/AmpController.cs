@@ -230,14 +230,29 @@ public sealed class AmpController
             _intervalsInPhase = 0; // the others are still receiving what they had asked for
             return null;
         }
-        // The best subflow's own goodput: a slow subflow that is still draining does not count.
-        if (!Measuring(samples.Where(s => s.Index == _best).Sum(s => s.Bytes) / _seconds))
+        // The best subflow's own goodput: a slow subflow that is still draining does not count. One interval of ramp:
+        // on a shared bottleneck the best subflow needs a moment to take the capacity the others leave.
+        if (!Measuring(samples.Where(s => s.Index == _best).Sum(s => s.Bytes) / _seconds, _settings.RampIntervals, _settings.ProbeIntervals))
         {
             return null;
         }
         var alone = _window.Average();
         var gain = alone > 0 ? (_before / alone) - 1 : double.PositiveInfinity;
-        _checked = true;
+        if (gain <= -_settings.Gain)
+        {
+            // One subflow alone beat all of them: what the server could send changed meanwhile (a proxy still
+            // filling, a path speeding up). Nothing learned; check again soon.
+            for (var i = 0; i < _sending.Length; i++)
+            {
+                _sending[i] = _alive[i];
+            }
+            _nextProbeAt = now + _settings.MinBackoff;
+            Enter(AmpPhase.Multi);
+            return new AmpDecision("keep multipath", Sending,
+                Text($"inconclusive: subflow {_best} alone ({Rate(alone)}) beat all of them before ({Rate(_before)}), so the supply changed; checking again in {_settings.MinBackoff.TotalSeconds:0.#} s"));
+        }
+        // A clear gain settles the question until the goodput falls; a narrow one is checked again after the back-off.
+        _checked = gain >= 2 * _settings.Gain;
         if (gain >= _settings.Gain)
         {
             for (var i = 0; i < _sending.Length; i++)
@@ -314,18 +329,20 @@ public sealed class AmpController
     }
 
     /// <summary>Skips the ramp intervals of a phase, then keeps the last few totals; true once there are enough.</summary>
-    private bool Measuring(double total)
+    private bool Measuring(double total) => Measuring(total, _settings.RampIntervals, _settings.MeasureIntervals);
+
+    private bool Measuring(double total, int ramp, int count)
     {
-        if (_intervalsInPhase <= _settings.RampIntervals)
+        if (_intervalsInPhase <= ramp)
         {
             return false;
         }
         _window.Add(total);
-        if (_window.Count > _settings.MeasureIntervals)
+        if (_window.Count > count)
         {
             _window.RemoveAt(0);
         }
-        return _window.Count >= _settings.MeasureIntervals;
+        return _window.Count >= count;
     }
 
     private void Enter(AmpPhase phase)

@@ -13,6 +13,9 @@ public sealed record AmpSettings
     /// path that takes longer is measured around.</summary>
     public int DrainIntervals { get; init; } = 5;
 
+    /// <summary>Intervals the best subflow sends alone in a probe (every one costs the others' share, so few).</summary>
+    public int ProbeIntervals { get; init; } = 2;
+
     /// <summary>Intervals averaged for one goodput figure.</summary>
     public int MeasureIntervals { get; init; } = 3;
 

@@ -90,6 +90,26 @@ public sealed class AmpControllerTests
     }
 
     [Fact]
+    public void A_probe_in_which_one_subflow_beats_all_of_them_is_inconclusive_and_keeps_multipath()
+    {
+        var controller = new AmpController(2);
+        var supply = 4 * MiB; // a proxy still filling: the subflows wait on it, then it speeds up
+        double[] Network(bool[] sending)
+        {
+            var count = sending.Count(s => s);
+            return [.. sending.Select(s => s ? supply / count : 0)];
+        }
+        var run = Simulate(controller, Network, TimeSpan.FromSeconds(0.4));
+        run.Should().ContainSingle().Which.Decision.Action.Should().Be("probe");
+
+        supply = 12 * MiB;
+        run = Simulate(controller, Network, TimeSpan.FromSeconds(1.0), start: TimeSpan.FromSeconds(0.4));
+
+        run.Should().ContainSingle().Which.Decision.Reason.Should().Contain("inconclusive");
+        controller.Sending.Should().Equal(0, 1);
+    }
+
+    [Fact]
     public void When_the_only_sending_subflow_fails_the_best_other_takes_over()
     {
         var controller = new AmpController(3);
