@@ -120,7 +120,7 @@ internal static class ClientCommands
                 {
                     var options = new MultipathOptions { Mode = mode, Connection = new FileClientOptions { Mptcp = parse.GetValue(Mptcp) } };
                     var (result, transfer) = await MultipathDownload.ToFileAsync(peers, options, safeName, target!, cancellationToken);
-                    Report(safeName, target!, toStdout, result, transfer);
+                    Report(safeName, target!, toStdout, result, null, transfer);
                     return result.ExitCode;
                 }, cancellationToken);
             }
@@ -129,7 +129,7 @@ internal static class ClientCommands
                 var result = toStdout
                     ? await Download.ToStreamAsync(client, safeName, Console.OpenStandardOutput(), (ulong)parse.GetValue(offset), rangeLength, cancellationToken)
                     : await Download.ToFileAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, cancellationToken);
-                Report(safeName, target!, toStdout, result, null);
+                Report(safeName, target!, toStdout, result, client.Mptcp.Describe(), null);
                 return result.ExitCode;
             }, cancellationToken);
         });
@@ -153,6 +153,10 @@ internal static class ClientCommands
             Console.WriteLine($"version: {head.File.Version}");
             Console.WriteLine($"blake3:  {head.File.Digest}");
             Console.WriteLine($"source:  {Describe(head.Source)}");
+            if (client.Mptcp.Describe() is { } transport)
+            {
+                Console.WriteLine($"transport: {transport}");
+            }
             return ExitCodes.Success;
         }, cancellationToken));
         return command;
@@ -253,7 +257,7 @@ internal static class ClientCommands
         }
     }
 
-    private static void Report(SafeName name, string target, bool toStdout, DownloadResult result, MultipathResult? transfer)
+    private static void Report(SafeName name, string target, bool toStdout, DownloadResult result, string? transport, MultipathResult? transfer)
     {
         if (result.ExitCode != ExitCodes.Success)
         {
@@ -263,7 +267,7 @@ internal static class ClientCommands
         var head = result.Head!;
         var seconds = Math.Max(result.Elapsed.TotalSeconds, 1e-6);
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{Subflows(transfer)}{(toStdout ? "" : " -> " + target)}");
+            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}{(transport is null ? "" : ", " + transport)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{Subflows(transfer)}{(toStdout ? "" : " -> " + target)}");
         (toStdout ? Console.Error : Console.Out).WriteLine(line);
     }
 

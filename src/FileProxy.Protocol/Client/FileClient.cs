@@ -37,6 +37,9 @@ public sealed class FileClient : IAsyncDisposable
 
     internal FileClientOptions Options => _options;
 
+    /// <summary>Whether this connection travels over MPTCP, and on how many subflows right now.</summary>
+    public MptcpStatus Mptcp => Transport.Mptcp.StatusOf(_socket, _options.Mptcp);
+
     public static async Task<FileClient> ConnectAsync(string host, int port, FileClientOptions? options = null,
         CancellationToken cancellationToken = default)
     {
@@ -158,6 +161,10 @@ public sealed class FileClient : IAsyncDisposable
         if (response.Remaining == 0)
         {
             _openResponse = null;
+            if (_options.Mptcp)
+            {
+                Transport.Mptcp.LogSubflows(Serilog.Log.ForContext<FileClient>().ForContext(nameof(RemoteEndPoint), RemoteEndPoint), _socket);
+            }
         }
         return read;
     }

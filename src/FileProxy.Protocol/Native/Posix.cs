@@ -3,7 +3,8 @@ using Microsoft.Win32.SafeHandles;
 
 namespace FileProxy.Protocol.Native;
 
-/// <summary>The few Linux calls the BCL does not expose: statx (inode, file type and nanosecond times).</summary>
+/// <summary>The few Linux calls the BCL does not expose: statx (inode, file type and nanosecond times), and
+/// socket(2) for protocols .NET refuses to create (MPTCP).</summary>
 public static partial class Posix
 {
     private const int AtFdCwd = -100;
@@ -68,6 +69,14 @@ public static partial class Posix
         }
     }
 
+    /// <summary>socket(2) with close-on-exec: the new descriptor, or the negated errno.</summary>
+    public static int OpenSocket(int domain, int type, int protocol)
+    {
+        const int closeOnExec = 0x80000; // SOCK_CLOEXEC, as .NET opens its own sockets
+        var fd = socket(domain, type | closeOnExec, protocol);
+        return fd >= 0 ? fd : -Marshal.GetLastPInvokeError();
+    }
+
     private static unsafe int Statx(int dirFd, string path, int flags, out FileStatus status)
     {
         var buffer = stackalloc byte[256];
@@ -89,6 +98,9 @@ public static partial class Posix
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial IntPtr realpath(string path, IntPtr resolved);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int socket(int domain, int type, int protocol);
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int statx(int dirfd, string pathname, int flags, uint mask, byte* statxbuf);

@@ -232,6 +232,10 @@ public sealed partial class ProtocolServer
                 Interlocked.Increment(ref _server._counters.RequestsFailed);
             }
             LogRequest(request, name, head, sent, started, keepOpen);
+            if (sent > 0 && _server._options.Mptcp)
+            {
+                Mptcp.LogSubflows(_log, _socket);
+            }
             return keepOpen;
         }
 

@@ -182,7 +182,7 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         var log = _log.ForContext("ConnectionId", id).ForContext("RemoteEndPoint", socket.RemoteEndPoint);
         try
         {
-            SocketSetup.Configure(socket);
+            SocketSetup.Configure(socket, _options.Mptcp);
             using var connection = new Connection(this, socket, log);
             await connection.RunAsync();
         }

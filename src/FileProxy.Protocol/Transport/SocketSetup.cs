@@ -8,7 +8,6 @@ public static class SocketSetup
 {
     private const int IpProtoTcp = 6;
     private const int TcpUserTimeout = 18;
-    private const int IpProtoMptcp = 262;
     private const int SolSocket = 1;
     private const int SoReuseAddr = 2;
 
@@ -57,7 +56,7 @@ public static class SocketSetup
             try
             {
                 await socket.ConnectAsync(new IPEndPoint(address, port), cancellationToken);
-                Configure(socket);
+                Configure(socket, mptcp);
                 return socket;
             }
             catch (SocketException e)
@@ -74,12 +73,19 @@ public static class SocketSetup
         throw last ?? new SocketException((int)SocketError.HostNotFound);
     }
 
-    /// <summary>Options for a connected socket, either side.</summary>
-    public static void Configure(Socket socket)
+    /// <summary>Options for a connected socket, either side; <paramref name="mptcp"/> says whether it may be an
+    /// MPTCP socket.</summary>
+    public static void Configure(Socket socket, bool mptcp = false)
     {
         socket.NoDelay = true;
-        socket.SendBufferSize = SocketBufferBytes;
-        socket.ReceiveBufferSize = SocketBufferBytes;
+        // An MPTCP connection keeps the kernel's buffer autotuning. Fixed 4 MiB buffers there let each subflow
+        // queue far more than its path holds: in the two-path test network 100 MiB took 4.8-6.8 s with them and
+        // 4.6-4.8 s without, with 2-10x fewer retransmitted segments and fewer bytes sent twice (reinjected).
+        if (!mptcp || !Mptcp.IsMptcpSocket(socket))
+        {
+            socket.SendBufferSize = SocketBufferBytes;
+            socket.ReceiveBufferSize = SocketBufferBytes;
+        }
         socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
         if (OperatingSystem.IsLinux())
         {
@@ -95,19 +101,5 @@ public static class SocketSetup
         }
     }
 
-    private static Socket Create(AddressFamily family, bool mptcp)
-    {
-        if (mptcp && OperatingSystem.IsLinux())
-        {
-            try
-            {
-                return new Socket(family, SocketType.Stream, (ProtocolType)IpProtoMptcp);
-            }
-            catch (SocketException)
-            {
-                // Kernel without MPTCP: plain TCP carries the same protocol.
-            }
-        }
-        return new Socket(family, SocketType.Stream, ProtocolType.Tcp);
-    }
+    private static Socket Create(AddressFamily family, bool mptcp) => SocketFactory.Shared.Create(family, mptcp);
 }

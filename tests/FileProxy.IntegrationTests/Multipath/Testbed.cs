@@ -230,7 +230,27 @@ public sealed class Testbed : IAsyncDisposable
 public sealed record CommandResult(int ExitCode, string StdOut, string StdErr);
 
 /// <summary>A finished client run; <see cref="Elapsed"/> includes the program's start-up (about 0.1-0.3 s).</summary>
-public sealed record ClientRun(int ExitCode, string StdOut, string StdErr, TimeSpan Elapsed);
+public sealed partial record ClientRun(int ExitCode, string StdOut, string StdErr, TimeSpan Elapsed)
+{
+    /// <summary>The transfer time the client's result line reports ("NAME: N bytes (…) in 1.547 s, …"): from the
+    /// request to the verified file, without the program's start-up. Throws when there is no result line.</summary>
+    public TimeSpan Transfer
+    {
+        get
+        {
+            var match = ResultTime().Match(StdOut + StdErr);
+            if (!match.Success)
+            {
+                throw new InvalidOperationException($"no result line in the client's output:\n{StdOut}{StdErr}");
+            }
+            var value = double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+            return match.Groups[2].Value == "s" ? TimeSpan.FromSeconds(value) : TimeSpan.FromMilliseconds(value);
+        }
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"bytes \([^)]*\) in ([0-9.]+) (s|ms), ")]
+    private static partial System.Text.RegularExpressions.Regex ResultTime();
+}
 
 /// <summary>A program running in a namespace: its output goes to the test output and is kept for assertions.</summary>
 public sealed class TestbedProcess : IAsyncDisposable

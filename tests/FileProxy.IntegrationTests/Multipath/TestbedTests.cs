@@ -3,7 +3,8 @@ using Xunit.Abstractions;
 
 namespace FileProxy.IntegrationTests.Multipath;
 
-/// <summary>The test network itself: both paths carry a transfer, and a path taken down carries none.</summary>
+/// <summary>The test network itself: both paths carry a transfer, a path taken down carries none; and the client
+/// says when MPTCP was asked for but the peer lacks it.</summary>
 [Collection(TestbedGroup.Name)]
 public sealed class TestbedTests(ITestOutputHelper output)
 {
@@ -41,5 +42,23 @@ public sealed class TestbedTests(ITestOutputHelper output)
 
         run.ExitCode.Should().Be(0, run.StdErr);
         File.ReadAllBytes(testbed.Work.Combine("two.bin")).Should().Equal(content);
+    }
+
+    [SkippableFact]
+    public async Task An_mptcp_client_of_a_tcp_server_says_so_in_its_result_line_and_in_stat()
+    {
+        await using var testbed = await Testbed.CreateAsync("direct", output);
+        var content = Fetch.RandomBytes(200_000, seed: 75);
+        testbed.Work.Write("root/three.bin", content);
+        await testbed.StartServer("srv", "--root", testbed.Work.Combine("root"), "--port", "5010");
+        var server = $"{Testbed.Address(0, 2)}:5010";
+
+        var get = await testbed.RunClientAsync("three.bin", "--proxy", server, "-o", "three.bin", "--mptcp");
+        var stat = await testbed.RunClientAsync("stat", "three.bin", "--proxy", server, "--mptcp");
+
+        get.ExitCode.Should().Be(0, get.StdErr);
+        get.StdOut.Should().Contain(", from origin, MPTCP requested, peer fell back to TCP, blake3 verified");
+        stat.StdOut.Should().Contain("transport: MPTCP requested, peer fell back to TCP");
+        File.ReadAllBytes(testbed.Work.Combine("three.bin")).Should().Equal(content);
     }
 }

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Net.Sockets;
-using FileProxy.Protocol.Native;
 using FileProxy.Protocol.Transport;
 using FileProxy.Protocol.Wire;
 
@@ -103,15 +102,14 @@ internal sealed class Subflow : IAsyncDisposable
         _sampledReceived = received;
         TimeSpan rtt = TimeSpan.Zero, minRtt = TimeSpan.Zero;
         long lost = 0;
-        if (TcpInfo.TryRead(_socket, out var info, out var filled))
+        if (TcpInfo.Read(_socket) is { } info)
         {
-            rtt = TimeSpan.FromMicroseconds(info.ReceiverRtt > 0 ? info.ReceiverRtt : info.Rtt);
-            minRtt = filled >= 152 ? TimeSpan.FromMicroseconds(info.MinRtt) : TimeSpan.Zero;
-            if (filled >= TcpInfo.Size)
-            {
-                lost = unchecked(info.ReceiverOutOfOrderPackets - _sampledOutOfOrder);
-                _sampledOutOfOrder = info.ReceiverOutOfOrderPackets;
-            }
+            // On this receiving side: rcv_rtt is measured on the data arriving (so it includes the queue in the
+            // data's direction); rtt only on our requests; rcv_ooopack counts packets that arrived after a hole.
+            rtt = TimeSpan.FromMicroseconds(info.RcvRtt > 0 ? info.RcvRtt : info.Rtt);
+            minRtt = TimeSpan.FromMicroseconds(info.MinRtt);
+            lost = unchecked(info.RcvOooPack - _sampledOutOfOrder);
+            _sampledOutOfOrder = info.RcvOooPack;
         }
         return new SubflowSample(Index, Carrying, bytes, rtt, minRtt, lost);
     }

@@ -1,8 +1,7 @@
 using System.Runtime.InteropServices;
-using FileProxy.Protocol.Native;
-using FileProxy.Protocol.Tests.Transport;
+using FileProxy.Protocol.Transport;
 
-namespace FileProxy.Protocol.Tests.Native;
+namespace FileProxy.Protocol.Tests.Transport;
 
 public sealed class TcpInfoTests
 {
@@ -10,14 +9,15 @@ public sealed class TcpInfoTests
     public void Fields_sit_at_the_offsets_of_struct_tcp_info()
     {
         Marshal.SizeOf<TcpInfo>().Should().Be(228);
-        Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.CongestionState)).Should().Be(1);
+        Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.CaState)).Should().Be(1);
         Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.Rtt)).Should().Be(68);
-        Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.SendCongestionWindow)).Should().Be(80);
-        Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.ReceiverRtt)).Should().Be(92);
-        Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.TotalRetransmissions)).Should().Be(100);
+        Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.SndCwnd)).Should().Be(80);
+        Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.RcvRtt)).Should().Be(92);
+        Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.TotalRetrans)).Should().Be(100);
         Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.BytesReceived)).Should().Be(128);
         Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.MinRtt)).Should().Be(148);
-        Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.ReceiverOutOfOrderPackets)).Should().Be(224);
+        Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.DeliveryRate)).Should().Be(160);
+        Marshal.OffsetOf<TcpInfo>(nameof(TcpInfo.RcvOooPack)).Should().Be(224);
     }
 
     [Fact]
@@ -33,9 +33,9 @@ public sealed class TcpInfoTests
             read += await pair.Local.ReceiveAsync(buffer.AsMemory(read), deadline.Token);
         }
 
-        TcpInfo.TryRead(pair.Local, out var info, out var filled).Should().BeTrue();
+        var info = TcpInfo.Read(pair.Local);
 
-        filled.Should().BeGreaterThanOrEqualTo(136);
-        info.BytesReceived.Should().Be(1000UL);
+        info.Should().NotBeNull();
+        info!.Value.BytesReceived.Should().Be(1000UL);
     }
 }

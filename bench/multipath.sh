@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# FileProxy multipath benchmark: builds the two-path test network (scripts/testbed.sh; needs root), fetches one
+# file several times per mode, interleaved, and prints the median transfer time of each mode and its ratio to
+# one TCP connection over one path, all from the same run. See docs/BENCHMARKS.md, "Multipath".
+#
+#   bench/multipath.sh [--topology direct|proxy] [--size MIB] [--runs N] [MODE...]
+#
+# Modes (default: all four; a mode not built yet is reported and skipped):
+#   tcp        one TCP connection over path 0 (the baseline)
+#   mptcp      kernel MPTCP: --mptcp on both ends (and --upstream-mptcp on the proxy); a second subflow over path 1
+#   all        our multipath, every subflow carries data (--multipath all), one subflow per path
+#   adaptive   our multipath with the AMP-style controller (--multipath adaptive)
+# direct: client <-> server over paths 0 and 1. proxy: client <-> proxy over paths 0 and 1, proxy <-> server over
+# paths 2 and 3, and every run fetches a file the proxy has not cached (a cold miss end to end).
+# Times are the client's own (request to verified file; no program start-up). Environment: BENCH_NO_BUILD=1 reuses
+# the last build, BENCH_WORK (default bench/work/multipath). Results go to bench/out/<time>-multipath-<topology>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+topology=direct size_mib=100 runs=3 modes=()
+while (($#)); do
+  case "$1" in
+    --topology) topology=$2; shift 2 ;;
+    --size) size_mib=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    tcp|mptcp|all|adaptive) modes+=("$1"); shift ;;
+    *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
+  esac
+done
+((${#modes[@]})) || modes=(tcp mptcp all adaptive)
+[[ $topology == direct || $topology == proxy ]] || { echo "--topology is direct or proxy" >&2; exit 2; }
+((EUID == 0)) || { echo "needs root (network namespaces, tc)" >&2; exit 1; }
+
+work=$(mkdir -p "${BENCH_WORK:-bench/work/multipath}" && cd "${BENCH_WORK:-bench/work/multipath}" && pwd)
+art=$work/artifacts
+root=$work/root
+out=$repo/bench/out/$(date -u +%Y%m%d-%H%M%S)-multipath-$topology
+prefix=mpb$$
+prefix=${prefix:0:8}
+log() { printf '%(%H:%M:%S)T %s\n' -1 "$*" >&2; }
+dll() { echo "$art/bin/FileProxy.$1/release/FileProxy.$1.dll"; }
+testbed() { "$repo/scripts/testbed.sh" "$@"; }
+
+# ------------------------------------------------------------------------------------------------ build, network
+
+build() {
+  [[ ${BENCH_NO_BUILD:-} == 1 && -f $(dll Client) ]] && return 0
+  log "building (Release, artifacts in $art)"
+  cat >"$work/multipath.slnx" <<EOF
+<Solution>
+  <Project Path="$repo/src/FileProxy.Server/FileProxy.Server.csproj" />
+  <Project Path="$repo/src/FileProxy.Proxy/FileProxy.Proxy.csproj" />
+  <Project Path="$repo/src/FileProxy.Client/FileProxy.Client.csproj" />
+</Solution>
+EOF
+  dotnet build "$work/multipath.slnx" -c Release --artifacts-path "$art" -v quiet -nologo >"$work/build.log" 2>&1 \
+    || { cat "$work/build.log" >&2; exit 1; }
+}
+
+declare -a pids=()
+cleanup() {
+  local status=$? pid
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  testbed down "$prefix" || true
+  rm -rf "$work/out" "$work/cache-"*
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start() { # NAME NS ARGS...: a program in a namespace, in the background, output in $out/NAME.log
+  local name=$1 ns=$2; shift 2
+  testbed exec "$prefix" "$ns" dotnet "$@" >"$out/$name.log" 2>&1 &
+  pids+=($!)
+}
+
+wait_port() { # FROM_NS ADDRESS PORT
+  local deadline=$((SECONDS + 30))
+  until testbed exec "$prefix" "$1" bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null; do
+    ((SECONDS < deadline)) || { echo "nothing answers on $2:$3 (see $out/*.log)" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+
+# The origin listens on MPTCP (TCP clients still connect). In the proxy topology two proxies run side by side:
+# port 5001 plain TCP on both sides, port 5000 MPTCP on both sides. The multipath modes add their options here.
+start_programs() {
+  start server srv "$(dll Server)" --root "$root" --port 5010 --mptcp
+  if [[ $topology == direct ]]; then
+    wait_port cli 198.18.0.2 5010
+  else
+    wait_port pxy 198.18.2.2 5010
+    start proxy-tcp pxy "$(dll Proxy)" 198.18.2.2 5010 --port 5001 --cache-dir "$work/cache-tcp"
+    start proxy-mptcp pxy "$(dll Proxy)" 198.18.2.2 5010 --port 5000 --cache-dir "$work/cache-mptcp" --mptcp --upstream-mptcp
+    wait_port cli 198.18.0.2 5001
+    wait_port cli 198.18.0.2 5000
+  fi
+}
+
+# ------------------------------------------------------------------------------------------------------ the modes
+
+client() { # ARGS...: the client in the client namespace; prints its result line
+  testbed exec "$prefix" cli dotnet "$(dll Client)" "$@" -o "$work/out/file.bin" 2>&1
+  rm -f "$work/out/file.bin"
+}
+
+# Each mode_X NAME fetches file NAME once and prints the client's output; status 99 means "not built yet".
+mode_tcp() {
+  if [[ $topology == direct ]]; then client "$1" --proxy 198.18.0.2:5010
+  else client "$1" --proxy 198.18.0.2:5001; fi
+}
+mode_mptcp() {
+  if [[ $topology == direct ]]; then client "$1" --proxy 198.18.0.2:5010 --mptcp
+  else client "$1" --proxy 198.18.0.2:5000 --mptcp; fi
+}
+# Hooks for our multipath (issue 7, part 2): fill in with the client's options, e.g.
+#   client "$1" --proxy 198.18.0.2:5010 --proxy 198.18.1.2:5010 --multipath all
+# and, in the proxy topology, a proxy started in start_programs with its origin's extra addresses.
+mode_all() { return 99; }
+mode_adaptive() { return 99; }
+
+# -------------------------------------------------------------------------------------------------------- running
+
+build
+mkdir -p "$root" "$work/out" "$out"
+bytes=$((size_mib << 20))
+# direct: one file, fetched again and again. proxy: a fresh file for every fetch, so each one is a cold miss.
+if [[ $topology == direct ]]; then
+  names=(file.bin)
+else
+  names=(); for ((i = 0; i < runs * ${#modes[@]}; i++)); do names+=("cold$i.bin"); done
+fi
+log "preparing ${#names[@]} file(s) of $size_mib MiB"
+for name in "${names[@]}"; do
+  [[ -f $root/$name && $(stat -c %s "$root/$name") == "$bytes" ]] || head -c "$bytes" /dev/urandom >"$root/$name"
+done
+testbed up "$prefix" "$topology" >/dev/null
+start_programs
+
+# Untimed: the origin computes a file's digest on its first request, and the programs' first run loads them.
+[[ $topology == direct ]] && mode_tcp "${names[0]}" >/dev/null
+
+declare -A seconds=() skipped=()
+next=0
+for ((run = 1; run <= runs; run++)); do
+  for mode in "${modes[@]}"; do
+    [[ -n ${skipped[$mode]:-} ]] && continue
+    name=${names[0]}
+    if [[ $topology == proxy ]]; then name=${names[next]}; next=$((next + 1)); fi
+    status=0
+    line=$("mode_$mode" "$name") || status=$?
+    if ((status == 99)); then
+      skipped[$mode]=1; log "$mode: not built yet, skipped"; continue
+    fi
+    echo "$mode run $run: $line" >>"$out/runs.txt"
+    time=$(sed -nE 's/.*bytes \([^)]*\) in ([0-9.]+) (s|ms), .*/\1 \2/p' <<<"$line" | head -1)
+    [[ -n $time && $status == 0 ]] || { echo "$mode run $run failed: $line" >&2; exit 3; }
+    read -r value unit <<<"$time"
+    [[ $unit == ms ]] && value=$(awk -v v="$value" 'BEGIN { printf "%.3f", v / 1000 }')
+    seconds[$mode]+="$value "
+    log "$mode run $run: $value s ($(grep -oE 'over MPTCP[^,]*, [0-9]+ subflows?|MPTCP [a-z ]+TCP' <<<"$line" || echo TCP))"
+  done
+done
+
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+base=$(median "${seconds[tcp]:-}")
+{
+  echo "Multipath, $topology topology, $size_mib MiB, median of $runs, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD), $(nproc) cores, Linux $(uname -r)"
+  echo
+  echo "| mode | median s | MiB/s | vs tcp | runs (s) |"
+  echo "| --- | --- | --- | --- | --- |"
+  for mode in "${modes[@]}"; do
+    if [[ -n ${skipped[$mode]:-} ]]; then echo "| $mode | not built yet | | | |"; continue; fi
+    m=$(median "${seconds[$mode]}")
+    awk -v mode="$mode" -v m="$m" -v base="$base" -v size="$size_mib" -v all="${seconds[$mode]}" \
+      'BEGIN { printf "| %s | %.3f | %.2f | %s | %s|\n", mode, m, size / m, base ? sprintf("%.2fx", base / m) : "-", all }'
+  done
+} | tee "$out/results.md"
+log "written to $out"
