@@ -59,7 +59,7 @@ internal static class MultipathDownload
                 File.Move(temporary, outputPath, overwrite: true);
                 return (new DownloadResult(ExitCodes.Success, "ok")
                 {
-                    Head = head,
+                    Head = head with { Source = transfer.Source ?? head.Source },
                     Bytes = transfer.Bytes,
                     Elapsed = transfer.Elapsed,
                     DigestChecked = true,

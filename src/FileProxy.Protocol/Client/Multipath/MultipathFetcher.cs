@@ -219,7 +219,7 @@ public sealed class MultipathFetcher : IAsyncDisposable
         var reports = Enumerable.Range(0, _subflows.Length)
             .Select(i => new SubflowReport(i, _addresses[i], live.FirstOrDefault(s => s.Index == i)?.Delivered ?? 0, _failures[i]))
             .ToArray();
-        return new MultipathResult(file.Size, digest, stopwatch.Elapsed, reports, decisions);
+        return new MultipathResult(file.Size, digest, stopwatch.Elapsed, reports, decisions) { Source = transfer.Source };
     }
 
     public async ValueTask DisposeAsync()

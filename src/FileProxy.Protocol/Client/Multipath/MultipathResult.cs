@@ -14,6 +14,9 @@ public sealed record SubflowReport(int Index, string Address, long Bytes, string
 public sealed record MultipathResult(long Bytes, ContentDigest Digest, TimeSpan Elapsed, IReadOnlyList<SubflowReport> Subflows,
     IReadOnlyList<AmpDecision> Decisions)
 {
+    /// <summary>Where the first chunk came from (origin, cache miss, cache hit…); null for an empty file.</summary>
+    public ResponseSource? Source { get; init; }
+
     /// <summary>Subflows that carried at least one chunk that went into the file.</summary>
     public int SubflowsCarrying => Subflows.Count(s => s.Bytes > 0);
 }

@@ -7,6 +7,8 @@ namespace FileProxy.Protocol.Client.Multipath;
 internal sealed class MultipathTransfer(string name, FileMetadata file, SafeFileHandle output, ChunkScheduler scheduler,
     MultipathOptions options, bool wholeFileChunk)
 {
+    private readonly Lock _lock = new();
+
     public string Name { get; } = name;
 
     public FileMetadata File { get; } = file;
@@ -14,6 +16,17 @@ internal sealed class MultipathTransfer(string name, FileMetadata file, SafeFile
     public SafeFileHandle Output { get; } = output;
 
     public ChunkScheduler Scheduler { get; } = scheduler;
+
+    /// <summary>Where the first chunk's bytes came from (a proxy says cache miss, hit…), or null before any.</summary>
+    public ResponseSource? Source { get; private set; }
+
+    public void NoteSource(ResponseSource source)
+    {
+        lock (_lock)
+        {
+            Source ??= source;
+        }
+    }
 
     /// <summary>Bytes the subflow asks for per GET: what it moves in <see cref="MultipathOptions.ChunkTime"/> at its
     /// last measured goodput, between the bounds (a small file goes in one piece).</summary>

@@ -232,6 +232,7 @@ internal sealed class Subflow : IAsyncDisposable
             throw new MultipathException(
                 $"{Address} answered a request for bytes {chunk.Offset}+{chunk.Length} with bytes {head.Offset}+{head.Length}; refusing to mix its answer into the file");
         }
+        transfer.NoteSource(head.Source);
         var filled = 0;
         while (filled < chunk.Length)
         {
