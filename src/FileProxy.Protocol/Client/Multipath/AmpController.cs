@@ -231,12 +231,16 @@ public sealed class AmpController
             return null;
         }
         // The best subflow's own goodput: a slow subflow that is still draining does not count. One interval of ramp:
-        // on a shared bottleneck the best subflow needs a moment to take the capacity the others leave.
-        if (!Measuring(samples.Where(s => s.Index == _best).Sum(s => s.Bytes) / _seconds, _settings.RampIntervals, _settings.ProbeIntervals))
+        // on a shared bottleneck the best subflow needs a moment to take the capacity the others leave. But when
+        // the others already carried half as much again as it does alone in that first interval, the answer is
+        // clear (disjoint paths: about twice): stop the probe early, it costs their share.
+        var own = samples.Where(s => s.Index == _best).Sum(s => s.Bytes) / _seconds;
+        var clear = _intervalsInPhase == 1 && own > 0 && _before / own - 1 >= _settings.ClearGain;
+        if (!clear && !Measuring(own, _settings.RampIntervals, _settings.ProbeIntervals))
         {
             return null;
         }
-        var alone = _window.Average();
+        var alone = clear ? own : _window.Average();
         var gain = alone > 0 ? (_before / alone) - 1 : double.PositiveInfinity;
         if (gain <= -_settings.Gain)
         {

@@ -16,6 +16,9 @@ public sealed record AmpSettings
     /// <summary>Intervals the best subflow sends alone in a probe (every one costs the others' share, so few).</summary>
     public int ProbeIntervals { get; init; } = 2;
 
+    /// <summary>A probe ends after its first interval when the others added at least this much (fraction).</summary>
+    public double ClearGain { get; init; } = 0.5;
+
     /// <summary>Intervals averaged for one goodput figure.</summary>
     public int MeasureIntervals { get; init; } = 3;
 

@@ -43,6 +43,8 @@ public sealed class AmpControllerTests
         controller.Sending.Should().Equal(0, 1);
         run.Select(d => d.Decision.Action).Should().Equal(["probe", "keep multipath"],
             "after one check shows the second path doubles the goodput, the next waits for a fall in goodput");
+        (run[1].At - run[0].At).Should().BeLessThanOrEqualTo(TimeSpan.FromMilliseconds(200),
+            "a doubling is clear after one interval alone (plus one for the others to drain)");
     }
 
     [Fact]
