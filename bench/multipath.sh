@@ -75,7 +75,9 @@ trap 'exit 130' INT TERM
 
 start() { # NAME NS ARGS...: a program in a namespace, in the background, output in $out/NAME.log
   local name=$1 ns=$2; shift 2
-  testbed exec "$prefix" "$ns" dotnet "$@" >"$out/$name.log" 2>&1 &
+  # The script itself, not the shell function: it execs `ip netns exec`, which execs dotnet, so $! is the
+  # program's own pid (a function in the background would be a subshell, and killing it would leave dotnet).
+  "$repo/scripts/testbed.sh" exec "$prefix" "$ns" dotnet "$@" >"$out/$name.log" 2>&1 &
   pids+=($!)
 }
 

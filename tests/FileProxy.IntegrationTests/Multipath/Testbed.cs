@@ -22,6 +22,9 @@ public sealed class Testbed : IAsyncDisposable
     private static readonly TimeSpan StartDeadline = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan ScriptDeadline = TimeSpan.FromSeconds(60);
 
+    /// <summary>Long enough for 100 MiB over a 20 Mbit/s path (42 s), bounded all the same.</summary>
+    private static readonly TimeSpan ClientDeadline = TimeSpan.FromMinutes(3);
+
     private readonly ITestOutputHelper? _output;
     private readonly List<TestbedProcess> _processes = [];
     private readonly TempDirectory _work = new("fileproxy-testbed");
@@ -90,7 +93,7 @@ public sealed class Testbed : IAsyncDisposable
     {
         var started = Stopwatch.StartNew();
         var result = await RunAsync(["ip", "netns", "exec", $"{Prefix}-cli", DotnetHost, Dll("FileProxy.Client.dll"), .. args],
-            "client", _output, _work.Path);
+            "client", _output, _work.Path, ClientDeadline);
         return new ClientRun(result.ExitCode, result.StdOut, result.StdErr, started.Elapsed);
     }
 
@@ -185,9 +188,10 @@ public sealed class Testbed : IAsyncDisposable
     }
 
     private static Task<CommandResult> RunScriptAsync(string[] args, ITestOutputHelper? output) =>
-        RunAsync(["bash", ScriptPath, .. args], "testbed", output, workingDirectory: null);
+        RunAsync(["bash", ScriptPath, .. args], "testbed", output, workingDirectory: null, ScriptDeadline);
 
-    private static async Task<CommandResult> RunAsync(string[] command, string label, ITestOutputHelper? output, string? workingDirectory)
+    private static async Task<CommandResult> RunAsync(string[] command, string label, ITestOutputHelper? output,
+        string? workingDirectory, TimeSpan limit)
     {
         var start = new ProcessStartInfo(command[0])
         {
@@ -206,7 +210,7 @@ public sealed class Testbed : IAsyncDisposable
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        using var deadline = new CancellationTokenSource(ScriptDeadline);
+        using var deadline = new CancellationTokenSource(limit);
         try
         {
             await process.WaitForExitAsync(deadline.Token);
@@ -214,7 +218,7 @@ public sealed class Testbed : IAsyncDisposable
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{string.Join(' ', command)} did not finish within {ScriptDeadline.TotalSeconds} s");
+            throw new TimeoutException($"{string.Join(' ', command)} did not finish within {limit.TotalSeconds} s");
         }
         var result = new CommandResult(process.ExitCode, await stdout, await stderr);
         TestbedProcess.Write(output, label, $"$ {string.Join(' ', command.Skip(1))} -> exit {result.ExitCode}");
