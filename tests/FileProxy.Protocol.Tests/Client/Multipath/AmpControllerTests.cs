@@ -48,6 +48,28 @@ public sealed class AmpControllerTests
     }
 
     [Fact]
+    public void On_a_shared_bottleneck_a_best_subflow_still_growing_alone_does_not_end_the_probe_early()
+    {
+        var controller = new AmpController(2);
+        var aloneIntervals = 0;
+        // The best subflow takes one interval to grow into the capacity the other leaves: 7.5 of 12 MiB/s.
+        double[] Network(bool[] sending)
+        {
+            var count = sending.Count(s => s);
+            if (count == 1)
+            {
+                aloneIntervals++;
+            }
+            var total = count == 1 && aloneIntervals <= 2 ? 7.5 * MiB : 12 * MiB;
+            return [.. sending.Select(s => s ? total / count : 0)];
+        }
+
+        var run = Simulate(controller, Network, TimeSpan.FromSeconds(1.5));
+
+        run.Select(d => d.Decision.Action).Should().Equal(["probe", "collapse"]);
+    }
+
+    [Fact]
     public void Uncongested_subflows_are_never_checked()
     {
         var controller = new AmpController(2);
