@@ -33,7 +33,7 @@ public sealed class ProxyMultipathFillTests(ITestOutputHelper output)
         miss.Body.Should().Equal(content);
         hit.Head.Source.Should().Be(ResponseSource.CacheHit, "the verified fill was committed");
         hit.Body.Should().Equal(content);
-        relay.Forwarded.Should().BeGreaterThan(Size / 4, "the second path carried part of the file");
+        relay.Forwarded.Should().BeGreaterThan(256 * 1024, "the second path carried at least one chunk (how many depends on scheduling)");
     }
 
     [Fact]
