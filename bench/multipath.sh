@@ -89,8 +89,9 @@ wait_port() { # FROM_NS ADDRESS PORT
   done
 }
 
-# The origin listens on MPTCP (TCP clients still connect). In the proxy topology two proxies run side by side:
-# port 5001 plain TCP on both sides, port 5000 MPTCP on both sides. The multipath modes add their options here.
+# The origin listens on MPTCP (TCP clients still connect). In the proxy topology four proxies run side by side:
+# port 5001 plain TCP on both sides, port 5000 MPTCP on both sides, 5002 and 5003 our multipath (all, adaptive)
+# towards the origin's two addresses.
 start_programs() {
   start server srv "$(dll Server)" --root "$root" --port 5010 --mptcp
   if [[ $topology == direct ]]; then
@@ -99,8 +100,14 @@ start_programs() {
     wait_port pxy 198.18.2.2 5010
     start proxy-tcp pxy "$(dll Proxy)" 198.18.2.2 5010 --port 5001 --cache-dir "$work/cache-tcp"
     start proxy-mptcp pxy "$(dll Proxy)" 198.18.2.2 5010 --port 5000 --cache-dir "$work/cache-mptcp" --mptcp --upstream-mptcp
+    start proxy-all pxy "$(dll Proxy)" 198.18.2.2 5010 --port 5002 --cache-dir "$work/cache-all" \
+      --upstream-address 198.18.3.2:5010 --upstream-multipath all
+    start proxy-adaptive pxy "$(dll Proxy)" 198.18.2.2 5010 --port 5003 --cache-dir "$work/cache-adaptive" \
+      --upstream-address 198.18.3.2:5010 --upstream-multipath adaptive
     wait_port cli 198.18.0.2 5001
     wait_port cli 198.18.0.2 5000
+    wait_port cli 198.18.0.2 5002
+    wait_port cli 198.18.0.2 5003
   fi
 }
 
@@ -120,11 +127,16 @@ mode_mptcp() {
   if [[ $topology == direct ]]; then client "$1" --proxy 198.18.0.2:5010 --mptcp
   else client "$1" --proxy 198.18.0.2:5000 --mptcp; fi
 }
-# Hooks for our multipath (issue 7, part 2): fill in with the client's options, e.g.
-#   client "$1" --proxy 198.18.0.2:5010 --proxy 198.18.1.2:5010 --multipath all
-# and, in the proxy topology, a proxy started in start_programs with its origin's extra addresses.
-mode_all() { return 99; }
-mode_adaptive() { return 99; }
+# Our multipath (issue 7, part 2): one TCP subflow per address. In the proxy topology the client uses both of
+# the proxy's addresses, and the proxy (port 5002 all, 5003 adaptive) both of the origin's.
+mode_all() {
+  if [[ $topology == direct ]]; then client "$1" --proxy 198.18.0.2:5010 --proxy 198.18.1.2:5010 --multipath all
+  else client "$1" --proxy 198.18.0.2:5002 --proxy 198.18.1.2:5002 --multipath all; fi
+}
+mode_adaptive() {
+  if [[ $topology == direct ]]; then client "$1" --proxy 198.18.0.2:5010 --proxy 198.18.1.2:5010 --multipath adaptive
+  else client "$1" --proxy 198.18.0.2:5003 --proxy 198.18.1.2:5003 --multipath adaptive; fi
+}
 
 # -------------------------------------------------------------------------------------------------------- running
 
@@ -165,7 +177,7 @@ for ((run = 1; run <= runs; run++)); do
     read -r value unit <<<"$time"
     [[ $unit == ms ]] && value=$(awk -v v="$value" 'BEGIN { printf "%.3f", v / 1000 }')
     seconds[$mode]+="$value "
-    log "$mode run $run: $value s ($(grep -oE 'over MPTCP[^,]*, [0-9]+ subflows?|MPTCP [a-z ]+TCP' <<<"$line" || echo TCP))"
+    log "$mode run $run: $value s ($(grep -oE 'over MPTCP[^,]*, [0-9]+ subflows?|MPTCP [a-z ]+TCP|[0-9]+ of [0-9]+ subflows carried data' <<<"$line" || echo TCP))"
   done
 done
 

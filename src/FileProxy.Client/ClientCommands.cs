@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Hosting;
 using FileProxy.Protocol.Wire;
 using Serilog;
@@ -13,20 +14,51 @@ namespace FileProxy.Client;
 /// <summary>The client's command line: fetch a file (the default), stat, stats and purge.</summary>
 internal static class ClientCommands
 {
-    private static readonly Option<PeerAddress> Proxy = new("--proxy", "-p")
+    private static readonly Option<PeerAddress[]> Proxy = new("--proxy", "-p")
     {
-        Description = "Proxy (or server) to ask, as HOST:PORT",
         HelpName = "host:port",
-        DefaultValueFactory = _ => new PeerAddress("127.0.0.1", PeerAddress.DefaultPort),
+        Description = "Proxy (or server) to ask, as HOST:PORT. Repeat it to give several addresses of the same server: a download then runs one subflow per address (see --multipath)",
+        DefaultValueFactory = _ => [new PeerAddress("127.0.0.1", PeerAddress.DefaultPort)],
+        Arity = ArgumentArity.OneOrMore,
+        AllowMultipleArgumentsPerToken = false,
+        CustomParser = result =>
+        {
+            var addresses = new List<PeerAddress>();
+            foreach (var token in result.Tokens)
+            {
+                if (!PeerAddress.TryParse(token.Value, out var address))
+                {
+                    result.AddError($"'{token.Value}' is not HOST:PORT");
+                    return [];
+                }
+                addresses.Add(address);
+            }
+            if (addresses.Count > MultipathFetcher.MaxSubflows)
+            {
+                result.AddError($"at most {MultipathFetcher.MaxSubflows} --proxy addresses");
+            }
+            return [.. addresses];
+        },
+    };
+
+    private static readonly Option<MultipathMode?> Multipath = new("--multipath")
+    {
+        Description = "With several --proxy addresses: 'adaptive' (default) splits the file across them and drops to one path when the others only add congestion; 'all' always uses every one; 'off' uses the first only (default: adaptive)",
         CustomParser = result =>
         {
             var text = result.Tokens.Single().Value;
-            if (PeerAddress.TryParse(text, out var address))
+            MultipathMode? mode = text switch
             {
-                return address;
+                "off" => MultipathMode.Off,
+                "adaptive" => MultipathMode.Adaptive,
+                "all" => MultipathMode.All,
+                _ => null,
+            };
+            if (mode is null)
+            {
+                result.AddError($"--multipath takes off, adaptive or all, not '{text}'");
             }
-            result.AddError($"'{text}' is not HOST:PORT");
-            return default;
+            return mode;
         },
     };
 
@@ -89,7 +121,7 @@ internal static class ClientCommands
         };
         var offset = CommandLine.SizeOption("--offset", "Fetch from this byte on (a range: the digest is checked only for whole files)", 0);
         var length = CommandLine.SizeOption("--length", "Fetch at most this many bytes (default: to the end)");
-        var command = new Command(name, description) { fileName, output, offset, length };
+        var command = new Command(name, description) { fileName, output, offset, length, Multipath };
         AddPeerOptions(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -113,12 +145,24 @@ internal static class ClientCommands
                     : Directory.Exists(target) ? Path.Join(target, defaultName) : target;
             }
             var rangeLength = parse.GetResult(length) is null ? ProtocolLimits.ToEnd : (ulong)parse.GetValue(length);
+            var peers = parse.GetValue(Proxy)!;
+            var mode = parse.GetValue(Multipath) ?? MultipathMode.Adaptive;
+            if (peers.Length > 1 && mode != MultipathMode.Off && !toStdout && parse.GetResult(offset) is null or { Implicit: true } && parse.GetResult(length) is null)
+            {
+                return await WithOptionsAsync(parse, async (connection, limited) =>
+                {
+                    var options = new MultipathOptions { Mode = mode, Connection = connection };
+                    var (result, transfer) = await MultipathDownload.ToFileAsync(peers, options, safeName, target!, limited);
+                    Report(safeName, target!, toStdout, result, null, transfer);
+                    return result.ExitCode;
+                }, cancellationToken);
+            }
             return await WithClientAsync(parse, async (client, limited) =>
             {
                 var result = toStdout
                     ? await Download.ToStandardOutputAsync(client, safeName, (ulong)parse.GetValue(offset), rangeLength, limited)
                     : await Download.ToPathAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, limited);
-                Report(safeName, target!, toStdout, result, client.Mptcp.Describe());
+                Report(safeName, target!, toStdout, result, client.Mptcp.Describe(), null);
                 return result.ExitCode;
             }, cancellationToken);
         });
@@ -219,11 +263,22 @@ internal static class ClientCommands
         }
     }
 
-    private static async Task<int> WithClientAsync(ParseResult parse, Func<FileClient, CancellationToken, Task<int>> action,
+    /// <summary>Runs <paramref name="action"/> on one connection to the first --proxy address.</summary>
+    private static Task<int> WithClientAsync(ParseResult parse, Func<FileClient, CancellationToken, Task<int>> action,
+        CancellationToken cancellationToken) =>
+        WithOptionsAsync(parse, async (options, limited) =>
+        {
+            var peer = parse.GetValue(Proxy)![0];
+            await using var client = await FileClient.ConnectAsync(peer.Host, peer.Port, options, limited);
+            return await action(client, limited);
+        }, cancellationToken);
+
+    /// <summary>Runs <paramref name="action"/> with the connection options of the command line (TLS, token, MPTCP,
+    /// timeouts) and a token bounded by --max-time; turns failures into exit codes and one line each.</summary>
+    private static async Task<int> WithOptionsAsync(ParseResult parse, Func<FileClientOptions, CancellationToken, Task<int>> action,
         CancellationToken cancellationToken)
     {
         CommandLine.ConfigureLogging(parse.GetValue(LogLevel));
-        var peer = parse.GetValue(Proxy);
         FileClientOptions options;
         try
         {
@@ -232,20 +287,18 @@ internal static class ClientCommands
                 Tls = parse.GetValue(Tls) || parse.GetValue(TlsCa) is not null,
                 TlsTrust = SecurityOptions.LoadTrust(parse.GetValue(TlsCa)),
                 Token = SecurityOptions.ReadToken(parse.GetValue(TokenFile)),
+                Mptcp = parse.GetValue(Mptcp),
+                ConnectTimeout = parse.GetValue(ConnectTimeout),
+                ResponseTimeout = parse.GetValue(ResponseTimeout),
+                IdleTimeout = parse.GetValue(IdleTimeout),
             };
         }
         catch (IOException e)
         {
             await Console.Error.WriteLineAsync($"error: {EscapingEnricher.Escape(e.Message)}");
+            await Log.CloseAndFlushAsync();
             return ExitCodes.UsageError;
         }
-        options = options with
-        {
-            Mptcp = parse.GetValue(Mptcp),
-            ConnectTimeout = parse.GetValue(ConnectTimeout),
-            ResponseTimeout = parse.GetValue(ResponseTimeout),
-            IdleTimeout = parse.GetValue(IdleTimeout),
-        };
         TimeSpan maxTime = parse.GetValue(MaxTime);
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         if (maxTime > TimeSpan.Zero)
@@ -254,8 +307,7 @@ internal static class ClientCommands
         }
         try
         {
-            await using var client = await FileClient.ConnectAsync(peer.Host, peer.Port, options, limit.Token);
-            return await action(client, limit.Token);
+            return await action(options, limit.Token);
         }
         catch (UpstreamException e)
         {
@@ -284,7 +336,7 @@ internal static class ClientCommands
         }
     }
 
-    private static void Report(SafeName name, string target, bool toStdout, DownloadResult result, string? transport)
+    private static void Report(SafeName name, string target, bool toStdout, DownloadResult result, string? transport, MultipathResult? transfer)
     {
         if (result.ExitCode != ExitCodes.Success)
         {
@@ -294,10 +346,15 @@ internal static class ClientCommands
         var head = result.Head!;
         var seconds = Math.Max(result.Elapsed.TotalSeconds, 1e-6);
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}{(transport is null ? "" : ", " + transport)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{(toStdout ? "" : " -> " + target)}");
+            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}{(transport is null ? "" : ", " + transport)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{Subflows(transfer)}{(toStdout ? "" : " -> " + target)}");
         // Beside the bytes themselves on standard output, or on a device or FIFO that may well be standard output.
         (toStdout || result.WroteStraight ? Console.Error : Console.Out).WriteLine(line);
     }
+
+    /// <summary>For a multipath download: how many subflows carried data, and each one's share.</summary>
+    private static string Subflows(MultipathResult? transfer) => transfer is null ? ""
+        : string.Create(CultureInfo.InvariantCulture,
+            $", {transfer.SubflowsCarrying} of {transfer.Subflows.Count} subflows carried data ({string.Join(", ", transfer.Subflows.Select(s => $"{s.Address} {Units.FormatBytes(s.Bytes)}{(s.Failure is null ? "" : " failed")}"))})");
 
     private static string Describe(ResponseSource source) => source switch
     {

@@ -2,9 +2,11 @@ using System.Buffers;
 using System.Security.Cryptography;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Wire;
 using FileProxy.Proxy.Cache;
+using Microsoft.Win32.SafeHandles;
 
 namespace FileProxy.Proxy;
 
@@ -78,7 +80,11 @@ public sealed partial class CacheSource
             // Our own descriptor on the fill's file: it follows the file through its rename into the cache.
             var reader = new FileStream($"/proc/self/fd/{fill.Handle!.DangerousGetHandle()}", FileMode.Open, FileAccess.Read,
                 FileShare.ReadWrite | FileShare.Delete, bufferSize: 0, FileOptions.Asynchronous);
-            body = new GrowingFileBody(fill, reader, range.Offset, range.Length,
+            // A request that pins a version belongs to a resume or a multipath transfer, whose client checks the whole
+            // file's digest: it gets its range as written and waits only for the file's last byte. Any other request
+            // gets its own last byte only once the whole file is verified.
+            var holdFrom = request.IfVersion.Length > 0 ? file.Size - 1 : range.Offset + range.Length - 1;
+            body = new GrowingFileBody(fill, reader, range.Offset, range.Length, holdFrom,
                 (offset, length, sink, token) => RelayRangeAsync(fill.Name, file, offset, length, sink, token));
             var head = new ResponseHead(StatusCode.Ok, "")
             {
@@ -185,70 +191,68 @@ public sealed partial class CacheSource
             }
             slot = true;
             Interlocked.Increment(ref _counters.UpstreamFetches);
-            GetResponse response;
-            (client, response) = await RequestWholeFileAsync(fill.Name, token);
-            var head = response.Head;
-            if (!head.IsOk)
+            FileMetadata metadata;
+            SafeFileHandle handle;
+            ContentDigest digest;
+            if (_options.Multipath is { } multipath)
             {
-                Retire(fill).Fail(Relay(head));
-                return;
-            }
-            var metadata = head.File!;
-            if (head.Offset != 0 || head.Length != metadata.Size)
-            {
-                throw new UpstreamException($"upstream answered a whole-file GET with range {head.Offset}+{head.Length} of {metadata.Size}");
-            }
-            var free = new DriveInfo(_store.Root).AvailableFreeSpace;
-            long reserved;
-            lock (_lock)
-            {
-                // Space the other fills still need counts as taken: concurrent fills must not each see the same free
-                // bytes and together overrun the disk.
-                reserved = ReservedLocked();
-                if (metadata.Size <= _options.MaxBytes && metadata.Size <= free - reserved)
+                if (await FetchOverPathsAsync(fill, multipath, tempPath, token) is not { } fetched)
                 {
-                    fill.Reserved = metadata.Size;
+                    return;
                 }
+                (metadata, handle, digest) = fetched;
             }
-            if (fill.Reserved == 0 && metadata.Size > 0)
+            else
             {
-                free -= reserved;
-                _log.Write(metadata.Size > _options.MaxBytes ? Serilog.Events.LogEventLevel.Information : Serilog.Events.LogEventLevel.Warning,
-                    "{Name} ({Bytes} bytes) does not fit (cache cap {MaxBytes}, disk free {FreeBytes}); passing it through uncached",
-                    fill.Name, metadata.Size, _options.MaxBytes, free);
-                Retire(fill).PassThrough(head, client, response);
-                client = null; // the fill owns it now, until a reader takes it
-                return;
-            }
-            MakeRoom(0); // this fill's size is in the reservations already
+                GetResponse response;
+                (client, response) = await RequestWholeFileAsync(fill.Name, token);
+                var head = response.Head;
+                if (!head.IsOk)
+                {
+                    Retire(fill).Fail(Relay(head));
+                    return;
+                }
+                metadata = head.File!;
+                if (head.Offset != 0 || head.Length != metadata.Size)
+                {
+                    throw new UpstreamException($"upstream answered a whole-file GET with range {head.Offset}+{head.Length} of {metadata.Size}");
+                }
+                if (!Fits(fill, metadata))
+                {
+                    Retire(fill).PassThrough(head, client, response);
+                    client = null; // the fill owns it now, until a reader takes it
+                    return;
+                }
+                MakeRoom(0); // this fill's size is in the reservations already
 
-            var handle = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite,
-                FileShare.ReadWrite | FileShare.Delete, FileOptions.None);
-            fill.Started(handle, head);
-            using var hash = new ContentHasher();
-            long copied;
-            try
-            {
-                copied = await BodyCopier.CopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
+                handle = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite,
+                    FileShare.ReadWrite | FileShare.Delete, FileOptions.None);
+                fill.Started(handle, head);
+                using var hash = new ContentHasher();
+                long copied;
+                try
+                {
+                    copied = await BodyCopier.CopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
+                }
+                catch (IOException e)
+                {
+                    // Only the file write throws IOException here (the upstream's failures are UpstreamExceptions): the
+                    // disk filled or failed, the upstream did not. Readers finish from the upstream, uncached.
+                    Interlocked.Increment(ref _counters.FillsAbandoned);
+                    _log.Warning("Writing {Name} to the cache failed after {Bytes} bytes ({Reason}); its readers continue from the origin, uncached",
+                        fill.Name, fill.Written, e.Message);
+                    Retire(fill).Abandon(e.Message);
+                    return;
+                }
+                Interlocked.Add(ref _counters.BytesFetched, copied);
+                await _upstream.ReturnAsync(client);
+                client = null;
+                if (copied != metadata.Size)
+                {
+                    throw new UpstreamException($"upstream sent {copied} of {metadata.Size} bytes");
+                }
+                digest = hash.Finish();
             }
-            catch (IOException e)
-            {
-                // Only the file write throws IOException here (the upstream's failures are UpstreamExceptions): the
-                // disk filled or failed, the upstream did not. Readers finish from the upstream, uncached.
-                Interlocked.Increment(ref _counters.FillsAbandoned);
-                _log.Warning("Writing {Name} to the cache failed after {Bytes} bytes ({Reason}); its readers continue from the origin, uncached",
-                    fill.Name, fill.Written, e.Message);
-                Retire(fill).Abandon(e.Message);
-                return;
-            }
-            Interlocked.Add(ref _counters.BytesFetched, copied);
-            await _upstream.ReturnAsync(client);
-            client = null;
-            if (copied != metadata.Size)
-            {
-                throw new UpstreamException($"upstream sent {copied} of {metadata.Size} bytes");
-            }
-            var digest = hash.Finish();
             if (digest != metadata.Digest)
             {
                 _log.Error("{Name}: upstream bytes hash to {Actual}, it announced {Announced}; not caching", fill.Name, digest, metadata.Digest);
@@ -272,20 +276,21 @@ public sealed partial class CacheSource
                 Retire(fill);
             }
             fill.Complete();
-            if (_options.Fsync)
+            if (_options.Fsync && committed)
             {
                 // After the commit, off the readers' path: an entry whose data did not reach the disk before a
                 // power cut fails its digest check when it is first used after the restart, and is dropped.
                 await Task.Run(() => FlushToDisk(handle), CancellationToken.None);
             }
         }
-        catch (Exception e) when (e is UpstreamException or IOException or UnauthorizedAccessException or OperationCanceledException)
+        catch (Exception e) when (e is UpstreamException or MultipathException or IOException or UnauthorizedAccessException or OperationCanceledException)
         {
             Interlocked.Increment(ref _counters.UpstreamFailures);
             var reason = e is OperationCanceledException ? "proxy is shutting down" : e.Message;
             _log.Warning("Fetching {Name} from the origin failed: {Reason}", fill.Name, reason);
-            Retire(fill).Fail(ResponseHead.Error(e is UpstreamException or OperationCanceledException ? StatusCode.UpstreamUnavailable : StatusCode.InternalError,
-                e is UpstreamException or OperationCanceledException ? $"origin fetch failed: {reason}" : "proxy cannot store the file; see its log"));
+            var upstream = e is UpstreamException or MultipathException or OperationCanceledException;
+            Retire(fill).Fail(ResponseHead.Error(upstream ? StatusCode.UpstreamUnavailable : StatusCode.InternalError,
+                upstream ? $"origin fetch failed: {reason}" : "proxy cannot store the file; see its log"));
         }
         catch (Exception e)
         {

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Net;
 using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Hosting;
 using FileProxy.Protocol.Server;
 using FileProxy.Proxy;
@@ -45,13 +46,25 @@ var tokenFile = SecurityOptions.TokenFile();
 var upstreamTls = SecurityOptions.Tls("--upstream-tls", "Connect to the origin with TLS (system trust store, or --upstream-tls-ca)");
 var upstreamTlsCa = SecurityOptions.TlsCa("--upstream-tls-ca", "PEM certificates to trust for the origin's TLS; implies --upstream-tls (default: system store)");
 var upstreamTokenFile = SecurityOptions.TokenFile("--upstream-token-file", "File holding the token to present to the origin");
+var upstreamAddress = new Option<string[]>("--upstream-address")
+{
+    Description = "Another address of the same origin, as HOST:PORT (repeatable): misses are then fetched over one connection per address (see --upstream-multipath) (default: none)",
+    Arity = ArgumentArity.OneOrMore,
+    AllowMultipleArgumentsPerToken = false,
+};
+var upstreamMultipath = new Option<string>("--upstream-multipath")
+{
+    Description = "With --upstream-address: 'adaptive' (default) splits each miss across the addresses and drops to one when the others only add congestion; 'all' always uses every one; 'off' uses the main upstream only",
+    DefaultValueFactory = _ => "adaptive",
+};
+upstreamMultipath.AcceptOnlyFromAmong("off", "adaptive", "all");
 var logLevel = CommandLine.LogLevelOption();
 
 var command = new RootCommand("FileProxy caching proxy: serves files from its cache directory and fetches misses from the origin, once per file however many clients ask.")
 {
     upstreamHostArgument, upstreamPortArgument, listenPortArgument,
     upstreamHost, upstreamPort, port, listen, cacheDir, maxSize, revalidate, serveStale, allowPurge, noFsync,
-    maxConnections, maxPerAddress, drain, mptcp, upstreamMptcp, maxFills, tlsCert, tlsKey, tokenFile, upstreamTls, upstreamTlsCa, upstreamTokenFile, logLevel,
+    maxConnections, maxPerAddress, drain, mptcp, upstreamMptcp, maxFills, tlsCert, tlsKey, tokenFile, upstreamTls, upstreamTlsCa, upstreamTokenFile, upstreamAddress, upstreamMultipath, logLevel,
 };
 SecurityOptions.RequireBoth(command, tlsCert, tlsKey);
 command.Validators.Add(result =>
@@ -67,6 +80,17 @@ command.Validators.Add(result =>
     if (result.GetResult(listenPortArgument) is { Tokens.Count: > 0 } && result.GetResult(port) is { Implicit: false })
     {
         result.AddError("give the listening port either as LISTEN_PORT or as --port, not both");
+    }
+    foreach (var text in result.GetValue(upstreamAddress) ?? [])
+    {
+        if (!TryParseAddress(text, out _))
+        {
+            result.AddError($"--upstream-address '{text}' is not HOST:PORT");
+        }
+    }
+    if ((result.GetValue(upstreamAddress)?.Length ?? 0) + 1 > MultipathFetcher.MaxSubflows)
+    {
+        result.AddError($"at most {MultipathFetcher.MaxSubflows - 1} --upstream-address options");
     }
 });
 command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse.GetValue(logLevel), () =>
@@ -84,6 +108,33 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
         Fsync = !parse.GetValue(noFsync),
         MaxConcurrentFills = Math.Max(1, parse.GetValue(maxFills)),
     };
+    var extra = parse.GetValue(upstreamAddress) ?? [];
+    var multipathMode = parse.GetValue(upstreamMultipath) switch
+    {
+        "off" => MultipathMode.Off,
+        "all" => MultipathMode.All,
+        _ => MultipathMode.Adaptive,
+    };
+    if (extra.Length > 0 && multipathMode != MultipathMode.Off)
+    {
+        List<(string Host, int Port)> addresses = [(host, originPort)];
+        foreach (var text in extra)
+        {
+            if (TryParseAddress(text, out var address))
+            {
+                addresses.Add(address);
+            }
+        }
+        cache = cache with
+        {
+            Multipath = new UpstreamMultipath(addresses, new MultipathOptions
+            {
+                Mode = multipathMode,
+                Connection = new FileClientOptions { Mptcp = parse.GetValue(upstreamMptcp) },
+            }),
+        };
+        Log.Information("Misses are fetched over {Count} addresses of the origin, multipath {Mode}", addresses.Count, multipathMode);
+    }
     var serverOptions = new ProtocolServerOptions
     {
         EndPoint = new IPEndPoint(parse.GetValue(listen)!, listenPort),
@@ -106,3 +157,26 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
     return (server, source);
 }, cancellationToken));
 return await CommandLine.RunAsync(command, args);
+
+// HOST:PORT, [IPv6]:PORT.
+static bool TryParseAddress(string text, out (string Host, int Port) address)
+{
+    address = default;
+    var colon = text.LastIndexOf(':');
+    if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
+        || port is < 1 or > 65535)
+    {
+        return false;
+    }
+    var host = text[..colon];
+    if (host.StartsWith('[') && host.EndsWith(']'))
+    {
+        host = host[1..^1];
+    }
+    else if (host.Contains(':', StringComparison.Ordinal))
+    {
+        return false;
+    }
+    address = (host, port);
+    return host.Length > 0;
+}

@@ -5,11 +5,11 @@ namespace FileProxy.Protocol.Transport;
 
 /// <summary>
 /// The start of Linux's <c>struct tcp_info</c> (include/uapi/linux/tcp.h), as getsockopt(IPPROTO_TCP, TCP_INFO)
-/// and MPTCP_TCPINFO return it; fields through tcpi_bytes_retrans (kernel 4.19+). An older kernel fills fewer
+/// and MPTCP_TCPINFO return it; fields through tcpi_rcv_ooopack (kernel 5.4+). An older kernel fills fewer
 /// bytes; <see cref="Length"/> says how many. Times are in microseconds. On the receiving side the congestion
 /// figures (cwnd, retransmissions, delivery rate) describe the reverse direction.
 /// </summary>
-[StructLayout(LayoutKind.Explicit, Size = 216)]
+[StructLayout(LayoutKind.Explicit, Size = 228)]
 public struct TcpInfo
 {
     /// <summary>IPPROTO_TCP and TCP_INFO.</summary>
@@ -43,6 +43,9 @@ public struct TcpInfo
     [FieldOffset(184)] public ulong SndbufLimited;
     [FieldOffset(200)] public ulong BytesSent;
     [FieldOffset(208)] public ulong BytesRetrans;
+    /// <summary>Data packets that arrived out of order (after a hole): on a receiver, the sign that the path
+    /// dropped a packet. Zero where the kernel fills less of the struct.</summary>
+    [FieldOffset(224)] public uint RcvOooPack;
 
     /// <summary>Size of the struct as declared here.</summary>
     public static int Length => Marshal.SizeOf<TcpInfo>();

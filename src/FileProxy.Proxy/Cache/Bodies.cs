@@ -7,21 +7,26 @@ namespace FileProxy.Proxy.Cache;
 /// <summary>
 /// A range of a file still being filled: sends what is written and waits for the rest. The range's last byte is
 /// held back until the fill has verified the whole file's digest, so a reader of a corrupt or failed fill always
-/// sees its response cut short (an error), never a complete-looking body of bad bytes.
+/// sees its response cut short (an error), never a complete-looking body of bad bytes. A range asked with an
+/// if-version (a resume or a multipath chunk, whose client checks the whole file) waits only for the file's last byte.
 /// </summary>
 internal sealed class GrowingFileBody : IResponseBody
 {
     private readonly Fill _fill;
     private readonly FileStream _file;
     private readonly long _offset;
+    private readonly long _holdFrom;
     private readonly ContinueFromUpstream _continue;
     private int _disposed;
 
-    public GrowingFileBody(Fill fill, FileStream file, long offset, long length, ContinueFromUpstream continueFromUpstream)
+    // holdFrom: bytes from here on are sent only once the fill is verified: the range's last byte normally; the
+    // file's last byte for a request that pins a version (its asker checks the whole file's digest).
+    public GrowingFileBody(Fill fill, FileStream file, long offset, long length, long holdFrom, ContinueFromUpstream continueFromUpstream)
     {
         _fill = fill;
         _file = file;
         _offset = offset;
+        _holdFrom = holdFrom;
         Length = length;
         _continue = continueFromUpstream;
     }
@@ -51,7 +56,7 @@ internal sealed class GrowingFileBody : IResponseBody
             }
             var sendable = state == FillState.Complete ? end
                 : state == FillState.Abandoned ? Math.Min(written, end)
-                : Math.Min(written, end - 1);
+                : Math.Min(written, Math.Min(end, _holdFrom));
             if (sendable > position)
             {
                 await sink.SendFileAsync(_file, position, sendable - position, cancellationToken);

@@ -21,4 +21,7 @@ public sealed record CacheOptions
 
     /// <summary>fsync each entry before it takes its final name, so a power cut cannot leave a short entry.</summary>
     public bool Fsync { get; init; } = true;
+
+    /// <summary>Fetch misses over several addresses of the origin at once (null: one connection).</summary>
+    public UpstreamMultipath? Multipath { get; init; }
 }

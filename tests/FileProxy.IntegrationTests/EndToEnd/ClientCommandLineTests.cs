@@ -147,6 +147,33 @@ public sealed class ClientCommandLineTests(ITestOutputHelper output)
         downloads.Files().Should().BeEmpty();
     }
 
+    [Fact]
+    public async Task Two_proxy_addresses_fetch_the_file_over_two_subflows_and_exit_0()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await using var cluster = await Cluster.StartAsync(output);
+        using var downloads = new TempDirectory("fileproxy-out");
+        var content = Fetch.RandomBytes(6_000_000, seed: 32);
+        cluster.Root.Write("two.bin", content);
+
+        var exitCode = await RunAsync(deadline.Token, "two.bin", "--proxy", Proxy(cluster), "--proxy", Proxy(cluster),
+            "--multipath", "all", "-o", downloads.Combine("two.bin"));
+
+        exitCode.Should().Be(ExitCodes.Success);
+        File.ReadAllBytes(downloads.Combine("two.bin")).Should().Equal(content);
+        downloads.Files().Should().BeEquivalentTo("two.bin");
+    }
+
+    [Fact]
+    public async Task An_unknown_multipath_mode_is_a_usage_error()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+
+        var exitCode = await RunAsync(deadline.Token, "x.bin", "--proxy", "127.0.0.1:1", "--proxy", "127.0.0.2:1", "--multipath", "sometimes");
+
+        exitCode.Should().NotBe(ExitCodes.Success).And.NotBe(ExitCodes.NetworkError, "the command line is refused before anything connects");
+    }
+
     private static string Proxy(Cluster cluster) => $"127.0.0.1:{cluster.ProxyPort.ToString(CultureInfo.InvariantCulture)}";
 
     private static Task<int> RunAsync(CancellationToken cancellationToken, params string[] args) =>

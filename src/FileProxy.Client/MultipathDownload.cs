@@ -1,0 +1,94 @@
+using FileProxy.Protocol;
+using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Client.Multipath;
+using FileProxy.Protocol.Wire;
+using Serilog;
+
+namespace FileProxy.Client;
+
+/// <summary>
+/// A whole-file download over several addresses of one server (<see cref="MultipathFetcher"/>): into a temporary
+/// file beside the output, checked against the announced BLAKE3, then renamed into place. When the file changes
+/// during the transfer it starts over once; nothing partial is ever left under the output name.
+/// </summary>
+internal static class MultipathDownload
+{
+    public static async Task<(DownloadResult Result, MultipathResult? Transfer)> ToFileAsync(IReadOnlyList<PeerAddress> peers,
+        MultipathOptions options, SafeName name, string outputPath, CancellationToken cancellationToken)
+    {
+        var addresses = peers.Select(p => (p.Host, p.Port)).ToArray();
+        for (var attempt = 0; ; attempt++)
+        {
+            await using var fetcher = await MultipathFetcher.ConnectAsync(addresses, options, Log.Logger, cancellationToken);
+            ResponseHead head;
+            try
+            {
+                head = await fetcher.HeadAsync(name.Value, cancellationToken);
+            }
+            catch (MultipathException e)
+            {
+                return (new DownloadResult(ExitCodes.Refused, e.Message), null);
+            }
+            if (!head.IsOk)
+            {
+                return (new DownloadResult(ExitCodes.For(head.Status), $"{head.Status}: {head.Message}") { Head = head }, null);
+            }
+            var file = head.File!;
+            var directory = Path.GetDirectoryName(Path.GetFullPath(outputPath))!;
+            var free = new DriveInfo(directory).AvailableFreeSpace;
+            if (free < file.Size)
+            {
+                return (new DownloadResult(ExitCodes.LocalIoError,
+                    $"not enough disk space for {outputPath}: {file.Size} bytes needed, {free} free") { Head = head }, null);
+            }
+            var temporary = Path.Join(directory, $".{Path.GetFileName(outputPath)}.{Guid.NewGuid():N}.part");
+            try
+            {
+                MultipathResult transfer;
+                using (var handle = File.OpenHandle(temporary, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None,
+                           FileOptions.None, preallocationSize: file.Size))
+                {
+                    RandomAccess.SetLength(handle, file.Size);
+                    transfer = await fetcher.FetchAsync(name.Value, file, handle, null, cancellationToken);
+                }
+                if (transfer.Digest != file.Digest)
+                {
+                    return (new DownloadResult(ExitCodes.IntegrityError,
+                        $"integrity check failed: received bytes hash to {transfer.Digest}, the server announced {file.Digest}") { Head = head }, transfer);
+                }
+                File.Move(temporary, outputPath, overwrite: true);
+                return (new DownloadResult(ExitCodes.Success, "ok")
+                {
+                    Head = head with { Source = transfer.Source ?? head.Source },
+                    Bytes = transfer.Bytes,
+                    Elapsed = transfer.Elapsed,
+                    DigestChecked = true,
+                }, transfer);
+            }
+            catch (FileChangedException e) when (attempt == 0)
+            {
+                Log.Warning("{Name}: {Reason}; starting over", name, e.Message);
+            }
+            catch (FileChangedException e)
+            {
+                return (new DownloadResult(ExitCodes.NetworkError, $"{e.Message} (and it changed again after starting over)") { Head = head }, null);
+            }
+            catch (MultipathException e)
+            {
+                return (new DownloadResult(ExitCodes.NetworkError, e.Message) { Head = head }, null);
+            }
+            catch (UpstreamException e)
+            {
+                return (new DownloadResult(ExitCodes.NetworkError, e.Message) { Head = head }, null);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return (new DownloadResult(ExitCodes.LocalIoError, $"cannot write {outputPath}: {e.Message}") { Head = head }, null);
+            }
+            finally
+            {
+                File.Delete(temporary);
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+using FileProxy.Protocol.Client.Multipath;
+
+namespace FileProxy.Protocol.Tests.Client.Multipath;
+
+/// <summary>The controller over simulated networks: each interval the network turns the sending set into samples.</summary>
+public sealed class AmpControllerTests
+{
+    private const double MiB = 1024 * 1024;
+    private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan BaseRtt = TimeSpan.FromMilliseconds(1);
+    private static readonly TimeSpan QueuedRtt = TimeSpan.FromMilliseconds(21);
+
+    /// <summary>Both subflows through one 12 MiB/s bottleneck: the rate is shared, every RTT includes the queue.</summary>
+    private static double[] Shared(bool[] sending)
+    {
+        var count = sending.Count(s => s);
+        return [.. sending.Select(s => s ? 12 * MiB / count : 0)];
+    }
+
+    /// <summary>Each subflow on its own 12 MiB/s path.</summary>
+    private static double[] Disjoint(bool[] sending) => [.. sending.Select(s => s ? 12 * MiB : 0)];
+
+    [Fact]
+    public void Subflows_sharing_one_bottleneck_collapse_to_one_within_two_seconds()
+    {
+        var controller = new AmpController(2);
+        var run = Simulate(controller, Shared, TimeSpan.FromSeconds(1.5));
+
+        controller.Phase.Should().Be(AmpPhase.Collapsed);
+        controller.Sending.Should().HaveCount(1);
+        run.Select(d => d.Decision.Action).Should().StartWith(["probe", "collapse"]);
+        run.Single(d => d.Decision.Action == "collapse").At.Should().BeLessThan(TimeSpan.FromSeconds(2));
+        run.Single(d => d.Decision.Action == "collapse").Decision.Reason.Should().Contain("add only");
+    }
+
+    [Fact]
+    public void Subflows_on_disjoint_paths_keep_sending_after_the_check()
+    {
+        var controller = new AmpController(2);
+        var run = Simulate(controller, Disjoint, TimeSpan.FromSeconds(3));
+
+        controller.Phase.Should().Be(AmpPhase.Multi);
+        controller.Sending.Should().Equal(0, 1);
+        run.Select(d => d.Decision.Action).Should().Equal(["probe", "keep multipath"],
+            "after one check shows the second path doubles the goodput, the next waits for a fall in goodput");
+        (run[1].At - run[0].At).Should().BeLessThanOrEqualTo(TimeSpan.FromMilliseconds(200),
+            "a doubling is clear after one interval alone (plus one for the others to drain)");
+    }
+
+    [Fact]
+    public void On_a_shared_bottleneck_a_best_subflow_still_growing_alone_does_not_end_the_probe_early()
+    {
+        var controller = new AmpController(2);
+        var aloneIntervals = 0;
+        // The best subflow takes one interval to grow into the capacity the other leaves: 7.5 of 12 MiB/s.
+        double[] Network(bool[] sending)
+        {
+            var count = sending.Count(s => s);
+            if (count == 1)
+            {
+                aloneIntervals++;
+            }
+            var total = count == 1 && aloneIntervals <= 2 ? 7.5 * MiB : 12 * MiB;
+            return [.. sending.Select(s => s ? total / count : 0)];
+        }
+
+        var run = Simulate(controller, Network, TimeSpan.FromSeconds(1.5));
+
+        run.Select(d => d.Decision.Action).Should().Equal(["probe", "collapse"]);
+    }
+
+    [Fact]
+    public void Uncongested_subflows_are_never_checked()
+    {
+        var controller = new AmpController(2);
+        var run = Simulate(controller, Disjoint, TimeSpan.FromSeconds(3), rtt: _ => BaseRtt);
+
+        run.Should().BeEmpty();
+        controller.Sending.Should().Equal(0, 1);
+    }
+
+    [Fact]
+    public void A_trial_that_adds_nothing_backs_off_doubling_from_one_second()
+    {
+        var controller = new AmpController(2);
+        var run = Simulate(controller, Shared, TimeSpan.FromSeconds(20));
+
+        var trials = run.Where(d => d.Decision.Action == "trial").Select(d => d.At).ToList();
+        var collapse = run.First(d => d.Decision.Action == "collapse").At;
+        trials.Should().HaveCountGreaterThanOrEqualTo(3);
+        (trials[0] - collapse).Should().BeCloseTo(TimeSpan.FromSeconds(1), TimeSpan.FromMilliseconds(350));
+        run.Where(d => d.Decision.Action == "back off").Should().HaveCount(trials.Count - (controller.Phase == AmpPhase.Trial ? 1 : 0));
+        var gaps = trials.Zip(trials.Skip(1), (a, b) => b - a).ToList();
+        gaps[1].Should().BeGreaterThan(gaps[0] + TimeSpan.FromSeconds(0.8), "each failed trial doubles the back-off");
+        controller.Sending.Should().HaveCount(1);
+    }
+
+    [Fact]
+    public void A_path_that_speeds_up_is_taken_back_at_the_next_trial()
+    {
+        var controller = new AmpController(2);
+        var fast = false;
+        // Path 1 first carries almost nothing (so it is dropped), then as much as path 0.
+        double[] Network(bool[] sending) => [sending[0] ? 12 * MiB : 0, sending[1] ? (fast ? 12 * MiB : 0.3 * MiB) : 0];
+        var run = Simulate(controller, Network, TimeSpan.FromSeconds(4));
+        run.Should().Contain(d => d.Decision.Action == "collapse");
+        controller.Sending.Should().Equal(0);
+
+        fast = true;
+        var later = Simulate(controller, Network, TimeSpan.FromSeconds(10), start: TimeSpan.FromSeconds(4));
+
+        later.Should().Contain(d => d.Decision.Action == "keep trial");
+        controller.Sending.Should().Equal(0, 1);
+    }
+
+    [Fact]
+    public void A_probe_in_which_one_subflow_beats_all_of_them_is_inconclusive_and_keeps_multipath()
+    {
+        var controller = new AmpController(2);
+        var supply = 4 * MiB; // a proxy still filling: the subflows wait on it, then it speeds up
+        double[] Network(bool[] sending)
+        {
+            var count = sending.Count(s => s);
+            return [.. sending.Select(s => s ? supply / count : 0)];
+        }
+        var run = Simulate(controller, Network, TimeSpan.FromSeconds(0.4));
+        run.Should().ContainSingle().Which.Decision.Action.Should().Be("probe");
+
+        supply = 12 * MiB;
+        run = Simulate(controller, Network, TimeSpan.FromSeconds(1.0), start: TimeSpan.FromSeconds(0.4));
+
+        run.Should().ContainSingle().Which.Decision.Reason.Should().Contain("inconclusive");
+        controller.Sending.Should().Equal(0, 1);
+    }
+
+    [Fact]
+    public void When_the_only_sending_subflow_fails_the_best_other_takes_over()
+    {
+        var controller = new AmpController(3);
+        Simulate(controller, Shared, TimeSpan.FromSeconds(1.5));
+        var sending = controller.Sending.Single();
+
+        var decision = controller.SubflowFailed(sending, "link down");
+
+        decision!.Sending.Should().ContainSingle().Which.Should().NotBe(sending);
+        decision.Reason.Should().Contain("link down");
+    }
+
+    [Fact]
+    public void The_interval_is_two_round_trips_but_at_least_the_minimum()
+    {
+        var settings = new AmpSettings();
+        AmpController.IntervalFor(settings, TimeSpan.FromMilliseconds(10)).Should().Be(TimeSpan.FromMilliseconds(100));
+        AmpController.IntervalFor(settings, TimeSpan.FromMilliseconds(80)).Should().Be(TimeSpan.FromMilliseconds(160));
+    }
+
+    private static List<(TimeSpan At, AmpDecision Decision)> Simulate(AmpController controller, Func<bool[], double[]> network,
+        TimeSpan until, Func<int, TimeSpan>? rtt = null, TimeSpan start = default)
+    {
+        rtt ??= _ => QueuedRtt;
+        var decisions = new List<(TimeSpan, AmpDecision)>();
+        var wasSending = new List<bool>();
+        for (var now = start + Interval; now <= until; now += Interval)
+        {
+            var sending = Enumerable.Range(0, controller.Subflows).Select(controller.IsSending).ToArray();
+            var rates = network(sending);
+            var samples = sending.Select((s, i) => new SubflowSample(i,
+                Carrying: s || (i < wasSending.Count && wasSending[i]), // a parked subflow drains for one interval
+                Bytes: (long)(rates[i] * Interval.TotalSeconds), Rtt: s ? rtt(i) : BaseRtt, MinRtt: BaseRtt, LossEvents: 0)).ToArray();
+            wasSending = [.. sending];
+            if (controller.Update(now, Interval, samples) is { } decision)
+            {
+                decisions.Add((now, decision));
+            }
+        }
+        return decisions;
+    }
+}
