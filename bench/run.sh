@@ -8,8 +8,10 @@
 #
 # Environment: BENCH_RUNS (runs), BENCH_PORT_BASE (first of the loopback ports used, default 18000),
 # BENCH_WORK (work directory, default bench/work), BENCH_PROXY_ARGS (extra options for our proxy, e.g. --no-fsync),
-# BENCH_NO_BUILD=1 (reuse the last build), BENCH_HTTP_CLIENT=curl (fetch from nginx and Varnish with curl instead of
+# BENCH_NO_BUILD=1 (reuse the last build), BENCH_WORKLOADS (which of a b c u to run, default all),
+# BENCH_HTTP_CLIENT=curl (fetch from nginx and Varnish with curl instead of
 # our tool's HTTP client).
+# Our programs run as native executables (scripts/publish.sh), or on the .NET runtime where they cannot be linked.
 # Installs nginx, varnish, wrk, iperf3 and curl with apt-get when missing (needs root). Everything it starts is
 # stopped when it exits, and everything listens on and talks to 127.0.0.1 only.
 set -euo pipefail
@@ -22,16 +24,18 @@ mode=full
 for arg in "$@"; do
   case "$arg" in
     --quick) mode=quick ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
 
 if [[ $mode == quick ]]; then
-  a_bytes=$((64 << 20)); b_bytes=$((16 << 20)); c_files=256; runs=${BENCH_RUNS:-3}; iperf_seconds=1
+  a_bytes=$((64 << 20)); b_bytes=$((16 << 20)); c_files=256; runs=${BENCH_RUNS:-3}; iperf_seconds=1; u_rounds=1
 else
-  a_bytes=$((1 << 30)); b_bytes=$((100 << 20)); c_files=1000; runs=${BENCH_RUNS:-5}; iperf_seconds=3
+  a_bytes=$((1 << 30)); b_bytes=$((100 << 20)); c_files=1000; runs=${BENCH_RUNS:-5}; iperf_seconds=3; u_rounds=2
 fi
+workloads=" ${BENCH_WORKLOADS:-a b c u} "
+u_mid_bytes=$((10 << 20)) # workload u: 4 KiB (a small file), 10 MiB, and workload a's big file
 b_clients=50
 c_file_bytes=4096
 c_requests=10000
@@ -77,7 +81,7 @@ install_tools() {
 # Builds only what runs here (the three programs and the bench tool), into the work directory's own artifacts
 # path so that builds elsewhere in the tree are not disturbed. BENCH_NO_BUILD=1 reuses the last build.
 build() {
-  [[ ${BENCH_NO_BUILD:-} == 1 && -f $(dll Bench) ]] && return 0
+  [[ ${BENCH_NO_BUILD:-} == 1 && -f $(dll Bench) ]] && { [[ -x $art/native/fileproxy-bench ]] && native=1; return 0; }
   log "building (Release, artifacts in $art)"
   cat >"$work/bench.slnx" <<EOF
 <Solution>
@@ -89,8 +93,19 @@ build() {
 EOF
   dotnet build "$work/bench.slnx" -c Release --artifacts-path "$art" -v quiet -nologo >"$work/build.log" 2>&1 \
     || { cat "$work/build.log" >&2; exit 1; }
+  log "publishing the native executables into $art/native"
+  if "$repo/scripts/publish.sh" --bench "$art/native" >/dev/null; then
+    native=1
+  else
+    log "no native executables: running our programs on the .NET runtime"
+  fi
 }
 dll() { echo "$art/bin/FileProxy.$1/release/FileProxy.$1.dll"; }
+native=0
+run_ours() { # PROGRAM ARGUMENTS...: one of our programs (Server, Proxy, Client, Bench), native where it could be built
+  local program=$1; shift
+  if ((native)); then exec "$art/native/fileproxy-${program,,}" "$@"; else exec dotnet "$(dll "$program")" "$@"; fi
+}
 
 # Random contents; regenerated only when a size changes.
 make_file() { # PATH BYTES
@@ -103,6 +118,7 @@ make_files() {
   make_file "$files/big.bin" "$a_bytes"
   make_file "$files/mid.bin" "$b_bytes"
   make_file "$files/prime.bin" 65536
+  make_file "$files/user-mid.bin" "$u_mid_bytes"
   if [[ ! -f $files/small/.count || $(cat "$files/small/.count") != "$c_files" ]]; then
     rm -rf "$files/small" && mkdir -p "$files/small"
     head -c $((c_files * c_file_bytes)) /dev/urandom | (cd "$files/small" && split -b "$c_file_bytes" -d -a 5 - f)
@@ -185,7 +201,7 @@ fill() { # TEMPLATE OUTPUT KEY=VALUE...
 
 start_origins() {
   log "starting origins"
-  start ours-origin dotnet "$(dll Server)" --root "$files" --listen 127.0.0.1 --port "$port_ours_origin" --log-level Warning
+  start ours-origin run_ours Server --root "$files" --listen 127.0.0.1 --port "$port_ours_origin" --log-level Warning
   mkdir -p "$run/nginx-origin"
   fill nginx-origin.conf "$run/nginx-origin.conf" PORT="$port_nginx_origin"
   start nginx-origin nginx -e "$run/logs/nginx-origin.error.log" -p "$run/nginx-origin" -c "$run/nginx-origin.conf"
@@ -193,7 +209,7 @@ start_origins() {
   wait_port "$port_nginx_origin" nginx-origin
   # Our origin hashes each file once, on first request; do that before anything is timed.
   for name in big.bin mid.bin; do
-    dotnet "$(dll Client)" stat "$name" --proxy "127.0.0.1:$port_ours_origin" >/dev/null
+    (run_ours Client stat "$name" --proxy "127.0.0.1:$port_ours_origin") >/dev/null
   done
 }
 
@@ -206,7 +222,7 @@ start_cache() { # SYSTEM UPSTREAM
       upstream=$([[ $2 == relay ]] && echo "$port_ours_relay" || echo "$port_ours_origin")
       rm -rf "$run/cache-ours"
       # shellcheck disable=SC2086 # BENCH_PROXY_ARGS is a list of options
-      start ours dotnet "$(dll Proxy)" 127.0.0.1 "$upstream" "$port_ours" --listen 127.0.0.1 --cache-dir "$run/cache-ours" \
+      start ours run_ours Proxy 127.0.0.1 "$upstream" "$port_ours" --listen 127.0.0.1 --cache-dir "$run/cache-ours" \
         --revalidate-after 1d --log-level Warning ${BENCH_PROXY_ARGS:-}
       wait_port "$port_ours" ours
       ;;
@@ -240,7 +256,7 @@ start_relay() { # SYSTEM: throttled relay from SYSTEM's cache to its origin, wit
   esac
   stop "$system-relay"
   rm -f "$run/$system-relay.json"
-  start "$system-relay" dotnet "$(dll Bench)" relay --listen "127.0.0.1:$listen" --target "127.0.0.1:$target" \
+  start "$system-relay" run_ours Bench relay --listen "127.0.0.1:$listen" --target "127.0.0.1:$target" \
     --rate "$origin_rate" --stats "$run/$system-relay.json"
   wait_port "$listen" "$system-relay"
 }
@@ -265,7 +281,7 @@ fetch() { # SYSTEM NAME CLIENTS OUTPUT
     local args=(get "$name" --proxy "127.0.0.1:$port" --clients "$clients" --warmup prime.bin)
     [[ $system != ours ]] && args+=(--http)
     [[ $output != /dev/null ]] && args+=(-o "$output")
-    dotnet "$(dll Bench)" "${args[@]}" || true
+    (run_ours Bench "${args[@]}") || true
   else
     local args=(-sS --no-progress-meter --noproxy '*' --parallel --parallel-immediate --parallel-max "$clients"
       -w '%{http_code} %{time_starttransfer} %{time_total} %{size_download} %header{x-cache-status}\n')
@@ -281,8 +297,8 @@ load() { # SYSTEM RUN
   local system=$1 run_no=$2 port
   port=$(port_of "$system")
   if [[ $system == ours ]]; then
-    dotnet "$(dll Bench)" load --proxy "127.0.0.1:$port" --names "$work/names.txt" --connections "$c_connections" \
-      --requests "$c_requests" --warmup "$c_warmup" || true
+    (run_ours Bench load --proxy "127.0.0.1:$port" --names "$work/names.txt" --connections "$c_connections" \
+      --requests "$c_requests" --warmup "$c_warmup") || true
   else
     wrk -t1 -c"$c_connections" -d60s -s "$repo/bench/wrk-load.lua" "http://127.0.0.1:$port/" "$work/names.txt" "$c_warmup" \
       >"$run/logs/wrk-warmup.log" 2>&1 || true
@@ -317,6 +333,36 @@ workload_c() { # SYSTEM RUN: small files, 64 persistent connections, all hits af
   load "$system" "$run_no" | sed 's/^/    /' >&2
   stop "$system"
   stop "$system-relay"
+}
+
+# Whole-process fetches, as a user runs them: `fileproxy-client NAME -o FILE` against `curl -o FILE` through nginx
+# and Varnish, warm hits, 4 KiB, 10 MiB and workload a's big file; u_rounds short rounds with the systems in turn,
+# so that the machine's drift hits all of them. One JSON line per fetch: wall and CPU time, peak RSS (process-time.py).
+workload_u() { # RUN
+  local run_no=$1 system test name round port output=$run/out/user.bin
+  for system in "${order[@]}"; do start_cache "$system" direct; done
+  for round in $(seq 0 "$u_rounds"); do # round 0 fills the caches and is not recorded
+    for test in u-small u-mid u-big; do
+      case $test in u-small) name=small/f00000 ;; u-mid) name=user-mid.bin ;; u-big) name=big.bin ;; esac
+      for system in "${order[@]}"; do
+        port=$(port_of "$system")
+        rm -f "$output"
+        if [[ $system == ours ]]; then
+          set -- "$name" --proxy "127.0.0.1:$port" -o "$output"
+          if ((native)); then set -- "$art/native/fileproxy-client" "$@"; else set -- dotnet "$(dll Client)" "$@"; fi
+        else
+          set -- curl -sS --noproxy '*' -o "$output" "http://127.0.0.1:$port/$name"
+        fi
+        if ((round == 0)); then
+          ("$@") >/dev/null || log "$system $test: the first fetch failed"
+          continue
+        fi
+        line=$("$repo/bench/process-time.py" "$@" | tail -1)
+        echo "{\"bytes\":$(stat -c %s "$output" 2>/dev/null || echo 0),${line#\{}" | record user "$run_no" "$system" "$test" >/dev/null
+      done
+    done
+  done
+  for system in "${order[@]}"; do stop "$system"; done
 }
 
 # One line per test on stderr: clients, slowest total time, median first-byte time, cache outcomes, failures.
@@ -383,7 +429,7 @@ build
 make_files
 rm -rf "$run" && mkdir -p "$run/logs" "$run/out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-echo "{\"type\":\"config\",\"http_client\":\"${BENCH_HTTP_CLIENT:-bench}\",\"mode\":\"$mode\",\"runs\":$runs,\"started\":\"$stamp\",\"a_bytes\":$a_bytes,\"b_bytes\":$b_bytes,\"b_clients\":$b_clients,\"c_files\":$c_files,\"c_file_bytes\":$c_file_bytes,\"c_requests\":$c_requests,\"c_connections\":$c_connections,\"origin_rate\":$origin_rate,\"proxy_args\":\"${BENCH_PROXY_ARGS:-}\"}" >"$results"
+echo "{\"type\":\"config\",\"http_client\":\"${BENCH_HTTP_CLIENT:-bench}\",\"mode\":\"$mode\",\"runs\":$runs,\"u_rounds\":$u_rounds,\"u_mid_bytes\":$u_mid_bytes,\"native\":$native,\"started\":\"$stamp\",\"a_bytes\":$a_bytes,\"b_bytes\":$b_bytes,\"b_clients\":$b_clients,\"c_files\":$c_files,\"c_file_bytes\":$c_file_bytes,\"c_requests\":$c_requests,\"c_connections\":$c_connections,\"origin_rate\":$origin_rate,\"proxy_args\":\"${BENCH_PROXY_ARGS:-}\"}" >"$results"
 measure_limits
 start_origins
 
@@ -393,9 +439,10 @@ for run_no in $(seq 1 "$runs"); do
   shift_by=$(((run_no - 1) % 3))
   order=("${systems[@]:shift_by}" "${systems[@]:0:shift_by}")
   log "run $run_no of $runs (${order[*]})"
-  for system in "${order[@]}"; do workload_a "$system" "$run_no"; done
-  for system in "${order[@]}"; do workload_b "$system" "$run_no"; done
-  for system in "${order[@]}"; do workload_c "$system" "$run_no"; done
+  if [[ $workloads == *" a "* ]]; then for system in "${order[@]}"; do workload_a "$system" "$run_no"; done; fi
+  if [[ $workloads == *" b "* ]]; then for system in "${order[@]}"; do workload_b "$system" "$run_no"; done; fi
+  if [[ $workloads == *" c "* ]]; then for system in "${order[@]}"; do workload_c "$system" "$run_no"; done; fi
+  if [[ $workloads == *" u "* ]]; then workload_u "$run_no"; fi
 done
 
 out=$repo/bench/out/$stamp-$mode
@@ -403,7 +450,7 @@ mkdir -p "$out"
 cp "$results" "$out/results.jsonl"
 echo
 report_status=0
-dotnet "$(dll Bench)" report --results "$results" --out "$out" || report_status=$?
+(run_ours Bench report --results "$results" --out "$out") || report_status=$?
 echo
 log "done in $(($(date +%s) - started_at)) s; results in ${out#"$repo"/}/"
 exit "$report_status"

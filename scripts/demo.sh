@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Runs the whole system on built-in defaults: an origin on 5010 over a sample directory, the proxy on 5000,
 # a client fetch that misses and then one that hits. Everything started here is stopped on exit.
+# It runs the native executables (scripts/publish.sh, into artifacts/native); where they cannot be linked (no C
+# toolchain and not root), it says so and runs the same programs on the .NET runtime instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dotnet build FileProxy.sln -c Release -v quiet -nologo >/dev/null
-bin() { echo "src/FileProxy.$1/bin/Release/net10.0/FileProxy.$1.dll"; }
+if native=$(./scripts/publish.sh); then
+  run() { local name=$1; shift; exec "$native/fileproxy-${name,,}" "$@"; }
+else
+  echo "== running the programs on the .NET runtime instead of as native executables" >&2
+  dotnet build FileProxy.sln -c Release -v quiet -nologo >/dev/null
+  run() { local name=$1; shift; exec dotnet "$PWD/src/FileProxy.$name/bin/Release/net10.0/FileProxy.$name.dll" "$@"; }
+fi
 
 work=$(mktemp -d -t fileproxy-demo-XXXXXX)
 pids=()
@@ -36,14 +43,14 @@ for port in 5010 5000; do
   fi
 done
 
-dotnet "$(bin Server)" --root "$work/root" --port 5010 --log-level Warning &
+run Server --root "$work/root" --port 5010 --log-level Warning &
 pids+=($!)
-dotnet "$(bin Proxy)" 127.0.0.1 5010 5000 --cache-dir "$work/cache" --log-level Warning &
+run Proxy 127.0.0.1 5010 5000 --cache-dir "$work/cache" --log-level Warning &
 pids+=($!)
 wait_port 5010
 wait_port 5000
 
-client() { (cd "$work/out" && dotnet "$OLDPWD/$(bin Client)" "$@"); }
+client() { (cd "$work/out" && run Client "$@"); }
 echo "== first fetch (miss: the proxy fetches from the origin)"
 client sample.bin
 echo "== second fetch (hit: served from the proxy's cache)"

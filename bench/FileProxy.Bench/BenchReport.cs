@@ -64,6 +64,14 @@ internal sealed class BenchReport
                 case "load":
                     sample.Load = record;
                     break;
+                case "user":
+                    var userTest = record.GetProperty("test").GetString()!;
+                    if (!sample.Users.TryGetValue(userTest, out var runs))
+                    {
+                        sample.Users[userTest] = runs = [];
+                    }
+                    runs.Add(UserRun.From(record));
+                    break;
                 case "rss":
                     sample.RssKib = record.GetProperty("rss_kib").GetDouble();
                     break;
@@ -93,7 +101,8 @@ internal sealed class BenchReport
         text.Append("ours ÷ best is ours divided by the better of nginx and Varnish.\n\n");
         text.Append("| Workload | ours | nginx | varnish | ours ÷ best | limit |\n");
         text.Append("|---|---:|---:|---:|---:|---:|\n");
-        foreach (var result in _results)
+        // Rows of workloads left out (BENCH_WORKLOADS) are left out too.
+        foreach (var result in _results.Where(result => result.Medians.Values.Any(median => median is not null)))
         {
             text.Append(Invariant($"| {result.Metric.Label} {(result.Metric.HigherIsBetter ? "↑" : "↓")} "));
             foreach (var system in Systems)
@@ -212,7 +221,22 @@ internal sealed class BenchReport
         yield return new Metric("c_p50_ms", "c. latency p50, ms", false, s => s.Load?.GetProperty("p50_ms").GetDouble(), null);
         yield return new Metric("c_p99_ms", "c. latency p99, ms", false, s => s.Load?.GetProperty("p99_ms").GetDouble(), null);
         yield return new Metric("d_rss_mib", "d. peak RSS during b (all processes), MiB", false, s => s.RssKib / 1024, null);
+        foreach (var (test, bytes) in UserTests())
+        {
+            var size = Size(bytes);
+            var key = test.Replace('-', '_');
+            yield return new Metric($"{key}_wall_ms", Invariant($"u. {size} warm, whole process (ours: client -o; others: curl -o): wall, ms"), false,
+                s => s.UserMedian(test, bytes, r => r.Wall * 1e3), null);
+            yield return new Metric($"{key}_cpu_ms", Invariant($"u. {size}: CPU (user + system), ms"), false,
+                s => s.UserMedian(test, bytes, r => r.Cpu * 1e3), null);
+            yield return new Metric($"{key}_rss_mib", Invariant($"u. {size}: client's peak RSS, MiB"), false,
+                s => s.UserMedian(test, bytes, r => r.RssKib / 1024), null);
+        }
     }
+
+    /// <summary>Workload u's tests and their file sizes.</summary>
+    private (string Test, double Bytes)[] UserTests() =>
+        [("u-small", _settings.Number("c_file_bytes")), ("u-mid", _settings.Number("u_mid_bytes")), ("u-big", _settings.Number("a_bytes"))];
 
     /// <summary>The cold clients' first-byte times without the first one, which started the origin fetch.</summary>
     private static double[]? Followers(Sample sample) =>
@@ -251,10 +275,25 @@ internal sealed class BenchReport
             ["b-cold"] = _settings.Number("b_bytes"),
             ["b-warm"] = _settings.Number("b_bytes"),
         };
+        // Workloads left out (BENCH_WORKLOADS) are not missing.
+        var ran = _samples.Values.SelectMany(sample => sample.Fetches.Keys).ToHashSet(StringComparer.Ordinal);
+        var loadRan = _samples.Values.Any(sample => sample.Load is not null);
         foreach (var ((run, system), sample) in _samples.OrderBy(pair => pair.Key.Run))
         {
+            foreach (var (test, bytes) in UserTests())
+            {
+                var failed = sample.Users.GetValueOrDefault(test, []).Count(r => !r.Ok || r.Bytes != bytes);
+                if (failed > 0)
+                {
+                    Warnings.Add(Invariant($"run {run} {system} {test}: {failed} whole-process fetches failed or were short"));
+                }
+            }
             foreach (var (test, size) in expected)
             {
+                if (!ran.Contains(test))
+                {
+                    continue;
+                }
                 if (!sample.Fetches.TryGetValue(test, out var fetches))
                 {
                     Warnings.Add(Invariant($"run {run} {system} {test}: no result"));
@@ -270,6 +309,10 @@ internal sealed class BenchReport
                 {
                     Warnings.Add(Invariant($"run {run} {system} {test}: {missed} of {fetches.Count} were not cache hits"));
                 }
+            }
+            if (!loadRan)
+            {
+                continue;
             }
             if (sample.Load is not { } load)
             {
@@ -350,9 +393,28 @@ internal sealed class BenchReport
             record.TryGetProperty("cache", out var cache) ? cache.GetString() ?? "" : "");
     }
 
+    private sealed record UserRun(bool Ok, double Bytes, double Wall, double Cpu, double RssKib)
+    {
+        public static UserRun From(JsonElement record) => new(
+            record.GetProperty("ok").GetBoolean(),
+            record.GetProperty("bytes").GetDouble(),
+            record.GetProperty("wall_s").GetDouble(),
+            record.GetProperty("cpu_s").GetDouble(),
+            record.GetProperty("rss_kib").GetDouble());
+    }
+
     private sealed class Sample
     {
         public Dictionary<string, List<Fetch>> Fetches { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>Workload u's whole-process fetches, per test, in the order of the rounds.</summary>
+        public Dictionary<string, List<UserRun>> Users { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>The median over this run's rounds, or null unless every fetch succeeded in full.</summary>
+        public double? UserMedian(string test, double bytes, Func<UserRun, double> value) =>
+            Users.TryGetValue(test, out var list) && list.Count > 0 && list.All(r => r.Ok && r.Bytes == bytes)
+                ? Median(list.Select(value))
+                : null;
 
         public JsonElement? Load { get; set; }
 

@@ -6,7 +6,7 @@ namespace FileProxy.Bench;
 
 /// <summary>
 /// Where <c>get</c> puts a body, whatever the protocol: read in 1 MiB blocks and, when there is a file, written
-/// while the next block is read (two pooled buffers, as our client's <c>BodyCopier</c> does); otherwise discarded.
+/// while the next block is read (two pooled buffers); otherwise discarded.
 /// </summary>
 internal static class BodySink
 {

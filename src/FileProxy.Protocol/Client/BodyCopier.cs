@@ -1,98 +1,75 @@
 using System.Buffers;
+using System.Runtime.ExceptionServices;
 using FileProxy.Protocol.Wire;
 using Microsoft.Win32.SafeHandles;
 
 namespace FileProxy.Protocol.Client;
 
 /// <summary>
-/// Copies a GET body into a file at the wire's pace. Three stages run at once on a ring of pooled blocks: the
-/// socket fills block k+2 while block k+1 is hashed and block k is written (hashing and writing each keep their
-/// order; the file is only ever written front to back). Used by the client's download and the proxy's cache fill.
+/// Copies a GET body into a file at the wire's pace. The caller's flow receives into small pooled slices (sized
+/// like a socket's receive: a few of them fit in a core's cache) and queues them; one drainer at a time takes
+/// them in order, hashes each and writes it while it is still in the cache, and gives it back. Receiving and
+/// hashing run at once, on two cores; there is no thread hop per slice: the drainer is one thread-pool work item
+/// that runs for as long as slices are queued, and the receiver waits for room only when the drainer is a quarter
+/// of the ring behind. Used by the client's download and the proxy's cache fill.
 /// </summary>
 public static class BodyCopier
 {
+    /// <summary>Size of the single buffers that other copies use (a block of a cache read, a stream copy).</summary>
     public const int BlockBytes = 1024 * 1024;
-    private const int Blocks = 4;
+
+    /// <summary>One receive: loopback TCP hands over 64-256 KiB per receive when the sender is ahead.</summary>
+    internal const int SliceBytes = 128 * 1024;
+
+    /// <summary>Slices in flight: 2 MiB, enough for the receiver to run on while the drainer writes.</summary>
+    internal const int Slices = 16;
 
     /// <summary>Copies the rest of <paramref name="response"/>'s body to <paramref name="file"/> from
     /// <paramref name="fileOffset"/>, feeding <paramref name="hash"/> in order. <paramref name="written"/> is called
-    /// with the file length written so far, in order, after each block is in the file.</summary>
+    /// with the file length written so far, in order, after each slice is in the file.</summary>
     public static async Task<long> CopyToFileAsync(GetResponse response, SafeFileHandle file, long fileOffset,
         ContentHasher? hash, Action<long>? written, CancellationToken cancellationToken)
     {
-        // Blocks are rented only once bytes are there to read, and given back whenever the sender goes quiet: a
+        // Slices are rented only once bytes are there to read, and given back whenever the sender goes quiet: a
         // thousand stalled fills hold no buffers, only their sockets.
-        var buffers = new byte[]?[Blocks];
-        var busy = new Task[Blocks];
-        Array.Fill(busy, Task.CompletedTask);
-        var writing = Task.CompletedTask;
-        var hashing = Task.CompletedTask;
-        var position = fileOffset;
+        var pipe = new Pipeline(file, fileOffset, hash, written);
+        long received = 0;
         try
         {
-            for (var block = 0; ; block = (block + 1) % Blocks)
+            while (true)
             {
                 if (!response.HasBufferedBytes && response.Remaining > 0)
                 {
-                    GiveBackIdle(buffers, busy);
+                    pipe.GiveBackIdle();
                     await response.WaitForBytesAsync(cancellationToken);
                 }
-                await busy[block];
-                var buffer = buffers[block] ??= ArrayPool<byte>.Shared.Rent(BlockBytes);
-                var read = await FillAsync(response, buffer, cancellationToken);
+                var slice = await pipe.TakeAsync(cancellationToken);
+                var read = await FillAsync(response, slice, cancellationToken);
                 if (read == 0)
                 {
-                    await Task.WhenAll(writing, hashing);
-                    return position - fileOffset;
+                    pipe.Release(slice);
+                    break;
                 }
-                var at = position;
-                position += read;
-                writing = AfterAsync(writing, () =>
-                {
-                    RandomAccess.Write(file, buffer.AsSpan(0, read), at);
-                    written?.Invoke(at + read);
-                });
-                if (hash is not null)
-                {
-                    hashing = AfterAsync(hashing, () => hash.Append(buffer.AsSpan(0, read)));
-                }
-                busy[block] = Task.WhenAll(writing, hashing);
+                received += read;
+                pipe.Submit(slice, read);
             }
+            await pipe.DrainedAsync(cancellationToken);
+            return received;
         }
         finally
         {
-            try
-            {
-                await Task.WhenAll(busy);
-            }
-            finally
-            {
-                GiveBackIdle(buffers, busy);
-            }
+            await pipe.StopAsync();
         }
     }
 
-    /// <summary>Returns the blocks no stage is using any more to the pool.</summary>
-    private static void GiveBackIdle(byte[]?[] buffers, Task[] busy)
-    {
-        for (var i = 0; i < buffers.Length; i++)
-        {
-            if (buffers[i] is { } buffer && busy[i].IsCompleted)
-            {
-                buffers[i] = null;
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
-        }
-    }
-
-    /// <summary>Reads until the block is full or the body ends, but returns early rather than wait on a slow
+    /// <summary>Reads until the slice is full or the body ends, but returns early rather than wait on a slow
     /// sender when some bytes are already in hand (so a fill's readers see bytes as they arrive).</summary>
     private static async ValueTask<int> FillAsync(GetResponse response, byte[] buffer, CancellationToken cancellationToken)
     {
-        var filled = await response.ReadAsync(buffer, cancellationToken);
-        while (filled > 0 && filled < buffer.Length && response.Remaining > 0 && response.HasBufferedBytes)
+        var filled = await response.ReadAsync(buffer.AsMemory(0, SliceBytes), cancellationToken);
+        while (filled > 0 && filled < SliceBytes && response.Remaining > 0 && response.HasBufferedBytes)
         {
-            var more = await response.ReadAsync(buffer.AsMemory(filled), cancellationToken);
+            var more = await response.ReadAsync(buffer.AsMemory(filled, SliceBytes - filled), cancellationToken);
             if (more == 0)
             {
                 break;
@@ -102,9 +79,171 @@ public static class BodyCopier
         return filled;
     }
 
-    private static async Task AfterAsync(Task previous, Action next)
+    /// <summary>The ring of slices between the receiver and the drainer, under one lock.</summary>
+    private sealed class Pipeline(SafeFileHandle file, long fileOffset, ContentHasher? hash, Action<long>? written)
     {
-        await previous.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
-        next();
+        private readonly Lock _gate = new();
+        private readonly Queue<(byte[] Slice, int Count)> _queued = new(Slices);
+        private readonly Stack<byte[]> _free = new(Slices);
+        private long _position = fileOffset;
+        private int _rented;
+        private bool _draining;
+        private bool _stopping;
+        private ExceptionDispatchInfo? _failure;
+        private TaskCompletionSource? _room;
+        private TaskCompletionSource? _idle;
+
+        /// <summary>A free slice: one given back, a new one while fewer than <see cref="Slices"/> are out, else
+        /// waits until the drainer has freed a quarter of the ring.</summary>
+        public async ValueTask<byte[]> TakeAsync(CancellationToken cancellationToken)
+        {
+            while (true)
+            {
+                Task room;
+                lock (_gate)
+                {
+                    _failure?.Throw();
+                    if (_free.TryPop(out var slice))
+                    {
+                        return slice;
+                    }
+                    if (_rented < Slices)
+                    {
+                        _rented++;
+                        return ArrayPool<byte>.Shared.Rent(SliceBytes);
+                    }
+                    _room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    room = _room.Task;
+                }
+                await room.WaitAsync(cancellationToken);
+            }
+        }
+
+        /// <summary>Gives back a slice that was taken but not filled.</summary>
+        public void Release(byte[] slice)
+        {
+            lock (_gate)
+            {
+                _free.Push(slice);
+            }
+        }
+
+        /// <summary>Queues a filled slice; starts the drainer if it is not running.</summary>
+        public void Submit(byte[] slice, int count)
+        {
+            lock (_gate)
+            {
+                _failure?.Throw();
+                _queued.Enqueue((slice, count));
+                if (_draining)
+                {
+                    return;
+                }
+                _draining = true;
+            }
+            ThreadPool.UnsafeQueueUserWorkItem(static pipe => pipe.Drain(), this, preferLocal: false);
+        }
+
+        /// <summary>Returns the slices nobody is using to the pool.</summary>
+        public void GiveBackIdle()
+        {
+            lock (_gate)
+            {
+                while (_free.TryPop(out var slice))
+                {
+                    _rented--;
+                    ArrayPool<byte>.Shared.Return(slice);
+                }
+            }
+        }
+
+        /// <summary>Waits until every queued slice is hashed and in the file; throws what the drainer met.</summary>
+        public async Task DrainedAsync(CancellationToken cancellationToken)
+        {
+            await IdleAsync().WaitAsync(cancellationToken);
+            lock (_gate)
+            {
+                _failure?.Throw();
+            }
+        }
+
+        /// <summary>Stops the drainer after the slice it is on (the file is not touched after this returns) and
+        /// gives every slice back.</summary>
+        public async Task StopAsync()
+        {
+            lock (_gate)
+            {
+                _stopping = true;
+            }
+            await IdleAsync();
+            lock (_gate)
+            {
+                while (_queued.TryDequeue(out var queued))
+                {
+                    _free.Push(queued.Slice);
+                }
+            }
+            GiveBackIdle();
+        }
+
+        private Task IdleAsync()
+        {
+            lock (_gate)
+            {
+                if (!_draining)
+                {
+                    return Task.CompletedTask;
+                }
+                _idle ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                return _idle.Task;
+            }
+        }
+
+        /// <summary>Hashes and writes the queued slices in order until none is left.</summary>
+        private void Drain()
+        {
+            while (true)
+            {
+                (byte[] Slice, int Count) next;
+                TaskCompletionSource? wake = null;
+                lock (_gate)
+                {
+                    if (_stopping || _failure is not null || !_queued.TryDequeue(out next))
+                    {
+                        // Whoever waits (for room, or for the end) looks again: their continuations run elsewhere.
+                        _draining = false;
+                        _idle?.TrySetResult();
+                        _room?.TrySetResult();
+                        (_idle, _room) = (null, null);
+                        return;
+                    }
+                }
+                try
+                {
+                    var data = next.Slice.AsSpan(0, next.Count);
+                    hash?.Append(data);
+                    RandomAccess.Write(file, data, _position);
+                    _position += next.Count;
+                    written?.Invoke(_position);
+                }
+                catch (Exception e)
+                {
+                    lock (_gate)
+                    {
+                        _failure = ExceptionDispatchInfo.Capture(e);
+                    }
+                }
+                lock (_gate)
+                {
+                    _free.Push(next.Slice);
+                    if (_room is not null && (_free.Count >= Slices / 4 || _queued.Count == 0))
+                    {
+                        wake = _room;
+                        _room = null;
+                    }
+                }
+                wake?.TrySetResult();
+            }
+        }
     }
 }
