@@ -32,6 +32,14 @@ var allowPurge = new Option<bool>("--allow-purge") { Description = "Let clients 
 var noFsync = new Option<bool>("--no-fsync") { Description = "Skip fsync before committing entries (faster; a power cut may then lose recent entries)" };
 var maxConnections = new Option<int>("--max-connections") { Description = "Connections served at once; more are answered Busy", DefaultValueFactory = _ => 4096 };
 var maxPerAddress = CommandLine.MaxConnectionsPerAddressOption();
+var headerTimeout = CommandLine.HeaderTimeoutOption();
+var upstreamDefaults = new FileClientOptions();
+var upstreamConnectTimeout = CommandLine.DurationOption("--upstream-connect-timeout", "Give up connecting to the origin after this long", upstreamDefaults.ConnectTimeout);
+var upstreamResponseTimeout = CommandLine.DurationOption("--upstream-response-timeout",
+    "Give up when the origin's answer does not start this long after asking", upstreamDefaults.ResponseTimeout);
+var upstreamIdleTimeout = CommandLine.DurationOption("--upstream-idle-timeout", "Give up when a fetch from the origin receives no byte for this long",
+    upstreamDefaults.IdleTimeout);
+var idleTimeout = CommandLine.IdleTimeoutOption();
 var drain = CommandLine.DurationOption("--drain-timeout", "On Ctrl+C/SIGTERM, how long running transfers may finish", TimeSpan.FromSeconds(10));
 var mptcp = new Option<bool>("--mptcp") { Description = "Listen on a Linux MPTCP socket" };
 var upstreamMptcp = new Option<bool>("--upstream-mptcp") { Description = "Connect to the origin with a Linux MPTCP socket" };
@@ -64,7 +72,7 @@ var command = new RootCommand("FileProxy caching proxy: serves files from its ca
 {
     upstreamHostArgument, upstreamPortArgument, listenPortArgument,
     upstreamHost, upstreamPort, port, listen, cacheDir, maxSize, revalidate, serveStale, allowPurge, noFsync,
-    maxConnections, maxPerAddress, drain, mptcp, upstreamMptcp, maxFills, tlsCert, tlsKey, tokenFile, upstreamTls, upstreamTlsCa, upstreamTokenFile, upstreamAddress, upstreamMultipath, logLevel,
+    maxConnections, maxPerAddress, headerTimeout, idleTimeout, drain, mptcp, upstreamMptcp, maxFills, tlsCert, tlsKey, tokenFile, upstreamTls, upstreamTlsCa, upstreamTokenFile, upstreamConnectTimeout, upstreamResponseTimeout, upstreamIdleTimeout, upstreamAddress, upstreamMultipath, logLevel,
 };
 SecurityOptions.RequireBoth(command, tlsCert, tlsKey);
 command.Validators.Add(result =>
@@ -108,6 +116,16 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
         Fsync = !parse.GetValue(noFsync),
         MaxConcurrentFills = Math.Max(1, parse.GetValue(maxFills)),
     };
+    var upstreamOptions = new FileClientOptions
+    {
+        Mptcp = parse.GetValue(upstreamMptcp),
+        Tls = parse.GetValue(upstreamTls) || parse.GetValue(upstreamTlsCa) is not null,
+        TlsTrust = SecurityOptions.LoadTrust(parse.GetValue(upstreamTlsCa)),
+        Token = SecurityOptions.ReadToken(parse.GetValue(upstreamTokenFile)),
+        ConnectTimeout = parse.GetValue(upstreamConnectTimeout),
+        ResponseTimeout = parse.GetValue(upstreamResponseTimeout),
+        IdleTimeout = parse.GetValue(upstreamIdleTimeout),
+    };
     var extra = parse.GetValue(upstreamAddress) ?? [];
     var multipathMode = parse.GetValue(upstreamMultipath) switch
     {
@@ -130,7 +148,7 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
             Multipath = new UpstreamMultipath(addresses, new MultipathOptions
             {
                 Mode = multipathMode,
-                Connection = new FileClientOptions { Mptcp = parse.GetValue(upstreamMptcp) },
+                Connection = upstreamOptions, // TLS, token and timeouts on every subflow too
             }),
         };
         Log.Information("Misses are fetched over {Count} addresses of the origin, multipath {Mode}", addresses.Count, multipathMode);
@@ -140,17 +158,12 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
         EndPoint = new IPEndPoint(parse.GetValue(listen)!, listenPort),
         MaxConnections = parse.GetValue(maxConnections),
         MaxConnectionsPerAddress = parse.GetValue(maxPerAddress),
+        HeaderTimeout = parse.GetValue(headerTimeout),
+        IdleTimeout = parse.GetValue(idleTimeout),
         DrainTimeout = parse.GetValue(drain),
         Mptcp = parse.GetValue(mptcp),
         TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey)),
         Token = SecurityOptions.ReadToken(parse.GetValue(tokenFile)),
-    };
-    var upstreamOptions = new FileClientOptions
-    {
-        Mptcp = parse.GetValue(upstreamMptcp),
-        Tls = parse.GetValue(upstreamTls) || parse.GetValue(upstreamTlsCa) is not null,
-        TlsTrust = SecurityOptions.LoadTrust(parse.GetValue(upstreamTlsCa)),
-        Token = SecurityOptions.ReadToken(parse.GetValue(upstreamTokenFile)),
     };
     Log.Information("Upstream {Host}:{Port}", host, originPort);
     var (server, source) = ProxyServer.Create(host, originPort, cache, serverOptions, upstreamOptions);

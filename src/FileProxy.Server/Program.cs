@@ -44,6 +44,8 @@ var maxConnections = new Option<int>("--max-connections")
     DefaultValueFactory = _ => 4096,
 };
 var maxPerAddress = CommandLine.MaxConnectionsPerAddressOption();
+var headerTimeout = CommandLine.HeaderTimeoutOption();
+var idleTimeout = CommandLine.IdleTimeoutOption();
 var drain = CommandLine.DurationOption("--drain-timeout", "On Ctrl+C/SIGTERM, how long running transfers may finish", TimeSpan.FromSeconds(10));
 var mptcp = new Option<bool>("--mptcp") { Description = "Listen on a Linux MPTCP socket (TCP clients still connect)" };
 var tlsCert = SecurityOptions.TlsCertificate();
@@ -54,7 +56,7 @@ var logLevel = CommandLine.LogLevelOption();
 var command = new RootCommand("FileProxy origin server: serves the files under a directory, or the objects of an S3 bucket, "
     + "over the FileProxy protocol.")
 {
-    root, s3Endpoint, bucket, s3Prefix, s3DigestIndex, s3Region, port, listen, maxConnections, maxPerAddress, drain, mptcp, tlsCert, tlsKey, tokenFile, logLevel,
+    root, s3Endpoint, bucket, s3Prefix, s3DigestIndex, s3Region, port, listen, maxConnections, maxPerAddress, headerTimeout, idleTimeout, drain, mptcp, tlsCert, tlsKey, tokenFile, logLevel,
 };
 SecurityOptions.RequireBoth(command, tlsCert, tlsKey);
 command.Validators.Add(result =>
@@ -86,6 +88,8 @@ command.SetAction(async (parse, cancellationToken) =>
             EndPoint = new IPEndPoint(parse.GetValue(listen)!, parse.GetValue(port)),
             MaxConnections = parse.GetValue(maxConnections),
             MaxConnectionsPerAddress = parse.GetValue(maxPerAddress),
+        HeaderTimeout = parse.GetValue(headerTimeout),
+        IdleTimeout = parse.GetValue(idleTimeout),
             DrainTimeout = parse.GetValue(drain),
             Mptcp = parse.GetValue(mptcp),
             TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey)),

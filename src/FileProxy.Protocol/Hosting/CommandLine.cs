@@ -3,6 +3,7 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Net;
 using System.Runtime.InteropServices;
+using FileProxy.Protocol.Wire;
 using Serilog;
 using Serilog.Events;
 using Serilog.Sinks.SystemConsole.Themes;
@@ -214,6 +215,14 @@ public static class CommandLine
                 break;
         }
     }
+
+    /// <summary>--header-timeout: how long a request frame may take to arrive once its first byte is in.</summary>
+    public static Option<Duration> HeaderTimeoutOption() => DurationOption("--header-timeout",
+        "Close a connection whose request frame is not complete this long after its first byte", ProtocolLimits.DefaultHeaderTimeout);
+
+    /// <summary>--idle-timeout: how long a connection may wait for its next request.</summary>
+    public static Option<Duration> IdleTimeoutOption() => DurationOption("--idle-timeout",
+        "Close a connection that sends no request for this long", ProtocolLimits.DefaultIdleTimeout);
 
     /// <summary>The --max-connections-per-address option, the same on the server and the proxy.</summary>
     public static Option<int> MaxConnectionsPerAddressOption()
