@@ -107,8 +107,11 @@ public sealed class MultipathLoopbackTests(ITestOutputHelper output)
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         await using var cluster = await Cluster.StartAsync(output);
         cluster.Root.Write("lied.bin", Fetch.RandomBytes(Size, seed: 85));
+        // Both paths lie, so the lie is met whichever subflow a chunk lands on (an honest path on a fast loopback
+        // could otherwise take every chunk first).
         await using var liar = StartLiar(cluster, lie);
-        await using var fetcher = await ConnectAsync([OriginEndPoint(cluster), liar.LocalEndPoint], AllPaths, deadline.Token);
+        await using var otherLiar = StartLiar(cluster, lie);
+        await using var fetcher = await ConnectAsync([liar.LocalEndPoint, otherLiar.LocalEndPoint], AllPaths, deadline.Token);
         var head = await fetcher.HeadAsync("lied.bin", deadline.Token);
         using var downloads = new TempDirectory("fileproxy-out");
         using var file = File.OpenHandle(downloads.Combine("lied.bin"), FileMode.CreateNew, FileAccess.ReadWrite);
@@ -127,9 +130,10 @@ public sealed class MultipathLoopbackTests(ITestOutputHelper output)
         await using var cluster = await Cluster.StartAsync(output);
         cluster.Root.Write("lied.bin", Fetch.RandomBytes(Size, seed: 86));
         await using var liar = StartLiar(cluster, Lie.ShiftedRange);
+        await using var otherLiar = StartLiar(cluster, Lie.ShiftedRange);
         using var downloads = new TempDirectory("fileproxy-out");
 
-        var (result, transfer) = await MultipathDownload.ToFileAsync(Peers(OriginEndPoint(cluster), liar.LocalEndPoint), AllPaths,
+        var (result, transfer) = await MultipathDownload.ToFileAsync(Peers(liar.LocalEndPoint, otherLiar.LocalEndPoint), AllPaths,
             SafeName.Create("lied.bin"), downloads.Combine("lied.bin"), deadline.Token);
 
         result.ExitCode.Should().Be(ExitCodes.NetworkError);
@@ -144,10 +148,13 @@ public sealed class MultipathLoopbackTests(ITestOutputHelper output)
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         await using var cluster = await Cluster.StartAsync(output);
         cluster.Root.Write("changes.bin", Fetch.RandomBytes(Size, seed: 87));
+        // Both paths lie: with one honest path, a fast loopback could fetch every chunk over it before the liar's
+        // first answer, and the file would (rightly) arrive whole.
         await using var liar = StartLiar(cluster, Lie.OtherVersion);
+        await using var otherLiar = StartLiar(cluster, Lie.OtherVersion);
         using var downloads = new TempDirectory("fileproxy-out");
 
-        var (result, _) = await MultipathDownload.ToFileAsync(Peers(OriginEndPoint(cluster), liar.LocalEndPoint), AllPaths,
+        var (result, _) = await MultipathDownload.ToFileAsync(Peers(liar.LocalEndPoint, otherLiar.LocalEndPoint), AllPaths,
             SafeName.Create("changes.bin"), downloads.Combine("changes.bin"), deadline.Token);
 
         result.ExitCode.Should().Be(ExitCodes.NetworkError);
