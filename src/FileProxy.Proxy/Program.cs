@@ -16,7 +16,6 @@ listenPortArgument.Arity = ArgumentArity.ZeroOrOne;
 var upstreamHost = CommandLine.HostOption("--upstream-host", "Same as UPSTREAM_HOST", "127.0.0.1");
 var upstreamPort = CommandLine.PortOption("--upstream-port", "Same as UPSTREAM_PORT", 5010);
 var port = CommandLine.PortOption("--port", "Same as LISTEN_PORT", ProxyServer.DefaultPort);
-var listen = CommandLine.ListenAddressOption();
 var cacheDir = new Option<DirectoryInfo>("--cache-dir")
 {
     Description = "Cache directory (created if missing; a non-empty directory must be one the proxy made)",
@@ -30,27 +29,19 @@ var serveStale = CommandLine.SwitchOption("--serve-stale-on-error",
     "Serve the cached copy, with a warning, when the origin cannot be reached to revalidate it", true);
 var allowPurge = new Option<bool>("--allow-purge") { Description = "Let clients remove cache entries with 'client purge'" };
 var noFsync = new Option<bool>("--no-fsync") { Description = "Skip fsync before committing entries (faster; a power cut may then lose recent entries)" };
-var maxConnections = new Option<int>("--max-connections") { Description = "Connections served at once; more are answered Busy", DefaultValueFactory = _ => 4096 };
-var maxPerAddress = CommandLine.MaxConnectionsPerAddressOption();
-var headerTimeout = CommandLine.HeaderTimeoutOption();
 var upstreamDefaults = new FileClientOptions();
 var upstreamConnectTimeout = CommandLine.DurationOption("--upstream-connect-timeout", "Give up connecting to the origin after this long", upstreamDefaults.ConnectTimeout);
 var upstreamResponseTimeout = CommandLine.DurationOption("--upstream-response-timeout",
     "Give up when the origin's answer does not start this long after asking", upstreamDefaults.ResponseTimeout);
 var upstreamIdleTimeout = CommandLine.DurationOption("--upstream-idle-timeout", "Give up when a fetch from the origin receives no byte for this long",
     upstreamDefaults.IdleTimeout);
-var idleTimeout = CommandLine.IdleTimeoutOption();
-var drain = CommandLine.DurationOption("--drain-timeout", "On Ctrl+C/SIGTERM, how long running transfers may finish", TimeSpan.FromSeconds(10));
-var mptcp = new Option<bool>("--mptcp") { Description = "Listen on a Linux MPTCP socket" };
+var listening = new ListeningOptions();
 var upstreamMptcp = new Option<bool>("--upstream-mptcp") { Description = "Connect to the origin with a Linux MPTCP socket" };
 var maxFills = new Option<int>("--max-fills")
 {
     Description = "Upstream fetches run at once; more wait their turn holding no buffer, file or connection",
     DefaultValueFactory = _ => new CacheOptions { Directory = "" }.MaxConcurrentFills,
 };
-var tlsCert = SecurityOptions.TlsCertificate();
-var tlsKey = SecurityOptions.TlsKey();
-var tokenFile = SecurityOptions.TokenFile();
 var upstreamTls = SecurityOptions.Tls("--upstream-tls", "Connect to the origin with TLS (system trust store, or --upstream-tls-ca)");
 var upstreamTlsCa = SecurityOptions.TlsCa("--upstream-tls-ca", "PEM certificates to trust for the origin's TLS; implies --upstream-tls (default: system store)");
 var upstreamTokenFile = SecurityOptions.TokenFile("--upstream-token-file", "File holding the token to present to the origin");
@@ -71,10 +62,10 @@ var logLevel = CommandLine.LogLevelOption();
 var command = new RootCommand("FileProxy caching proxy: serves files from its cache directory and fetches misses from the origin, once per file however many clients ask.")
 {
     upstreamHostArgument, upstreamPortArgument, listenPortArgument,
-    upstreamHost, upstreamPort, port, listen, cacheDir, maxSize, revalidate, serveStale, allowPurge, noFsync,
-    maxConnections, maxPerAddress, headerTimeout, idleTimeout, drain, mptcp, upstreamMptcp, maxFills, tlsCert, tlsKey, tokenFile, upstreamTls, upstreamTlsCa, upstreamTokenFile, upstreamConnectTimeout, upstreamResponseTimeout, upstreamIdleTimeout, upstreamAddress, upstreamMultipath, logLevel,
+    upstreamHost, upstreamPort, port, cacheDir, maxSize, revalidate, serveStale, allowPurge, noFsync,
+    upstreamMptcp, maxFills, upstreamTls, upstreamTlsCa, upstreamTokenFile, upstreamConnectTimeout, upstreamResponseTimeout, upstreamIdleTimeout, upstreamAddress, upstreamMultipath, logLevel,
 };
-SecurityOptions.RequireBoth(command, tlsCert, tlsKey);
+listening.AddTo(command);
 command.Validators.Add(result =>
 {
     if (result.GetResult(upstreamHostArgument) is { Tokens.Count: > 0 } && result.GetResult(upstreamHost) is { Implicit: false })
@@ -153,18 +144,7 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
         };
         Log.Information("Misses are fetched over {Count} addresses of the origin, multipath {Mode}", addresses.Count, multipathMode);
     }
-    var serverOptions = new ProtocolServerOptions
-    {
-        EndPoint = new IPEndPoint(parse.GetValue(listen)!, listenPort),
-        MaxConnections = parse.GetValue(maxConnections),
-        MaxConnectionsPerAddress = parse.GetValue(maxPerAddress),
-        HeaderTimeout = parse.GetValue(headerTimeout),
-        IdleTimeout = parse.GetValue(idleTimeout),
-        DrainTimeout = parse.GetValue(drain),
-        Mptcp = parse.GetValue(mptcp),
-        TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey)),
-        Token = SecurityOptions.ReadToken(parse.GetValue(tokenFile)),
-    };
+    var serverOptions = listening.Create(parse, listenPort);
     Log.Information("Upstream {Host}:{Port}", host, originPort);
     var (server, source) = ProxyServer.Create(host, originPort, cache, serverOptions, upstreamOptions);
     return (server, source);

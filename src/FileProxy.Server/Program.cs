@@ -37,28 +37,15 @@ var s3Region = new Option<string>("--s3-region")
     DefaultValueFactory = _ => "us-east-1",
 };
 var port = CommandLine.PortOption("--port", "TCP port to listen on", OriginServer.DefaultPort);
-var listen = CommandLine.ListenAddressOption();
-var maxConnections = new Option<int>("--max-connections")
-{
-    Description = "Connections served at once; more are answered Busy",
-    DefaultValueFactory = _ => 4096,
-};
-var maxPerAddress = CommandLine.MaxConnectionsPerAddressOption();
-var headerTimeout = CommandLine.HeaderTimeoutOption();
-var idleTimeout = CommandLine.IdleTimeoutOption();
-var drain = CommandLine.DurationOption("--drain-timeout", "On Ctrl+C/SIGTERM, how long running transfers may finish", TimeSpan.FromSeconds(10));
-var mptcp = new Option<bool>("--mptcp") { Description = "Listen on a Linux MPTCP socket (TCP clients still connect)" };
-var tlsCert = SecurityOptions.TlsCertificate();
-var tlsKey = SecurityOptions.TlsKey();
-var tokenFile = SecurityOptions.TokenFile();
+var listening = new ListeningOptions();
 var logLevel = CommandLine.LogLevelOption();
 
 var command = new RootCommand("FileProxy origin server: serves the files under a directory, or the objects of an S3 bucket, "
     + "over the FileProxy protocol.")
 {
-    root, s3Endpoint, bucket, s3Prefix, s3DigestIndex, s3Region, port, listen, maxConnections, maxPerAddress, headerTimeout, idleTimeout, drain, mptcp, tlsCert, tlsKey, tokenFile, logLevel,
+    root, s3Endpoint, bucket, s3Prefix, s3DigestIndex, s3Region, port, logLevel,
 };
-SecurityOptions.RequireBoth(command, tlsCert, tlsKey);
+listening.AddTo(command);
 command.Validators.Add(result =>
 {
     var s3 = result.GetResult(s3Endpoint) is not null;
@@ -83,18 +70,7 @@ command.SetAction(async (parse, cancellationToken) =>
     ProtocolServerOptions options;
     try
     {
-        options = new ProtocolServerOptions
-        {
-            EndPoint = new IPEndPoint(parse.GetValue(listen)!, parse.GetValue(port)),
-            MaxConnections = parse.GetValue(maxConnections),
-            MaxConnectionsPerAddress = parse.GetValue(maxPerAddress),
-        HeaderTimeout = parse.GetValue(headerTimeout),
-        IdleTimeout = parse.GetValue(idleTimeout),
-            DrainTimeout = parse.GetValue(drain),
-            Mptcp = parse.GetValue(mptcp),
-            TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(tlsCert), parse.GetValue(tlsKey)),
-            Token = SecurityOptions.ReadToken(parse.GetValue(tokenFile)),
-        };
+        options = listening.Create(parse, parse.GetValue(port));
     }
     catch (IOException e)
     {

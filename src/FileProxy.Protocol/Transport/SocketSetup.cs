@@ -79,30 +79,16 @@ public static class SocketSetup
         throw last ?? new SocketException((int)SocketError.HostNotFound);
     }
 
-    private const int TcpInfo = 11;
-
-    /// <summary>Offset of <c>tcpi_bytes_acked</c> (u64, Linux 4.1 on) in <c>struct tcp_info</c>: 8 bytes of u8 fields,
-    /// 24 u32 fields, two u64 pacing rates.</summary>
-    private const int TcpInfoBytesAckedOffset = 120;
-
-    /// <summary>Bytes of this connection the peer's TCP acknowledged (Linux TCP_INFO), or null where the kernel or
-    /// the socket cannot say (closed, not TCP). What really arrived, even when a send failed part way and could not
-    /// say how far it got.</summary>
+    /// <summary>Bytes of this connection the peer's TCP acknowledged (Linux TCP_INFO <c>tcpi_bytes_acked</c>), or
+    /// null where the kernel or the socket cannot say (closed, not TCP). What really arrived, even when a send failed
+    /// part way and could not say how far it got.</summary>
     public static long? BytesAcknowledged(Socket socket)
     {
-        if (!OperatingSystem.IsLinux())
-        {
-            return null;
-        }
-        Span<byte> info = stackalloc byte[256];
         try
         {
-            var length = socket.GetRawSocketOption(IpProtoTcp, TcpInfo, info);
-            return length >= TcpInfoBytesAckedOffset + 8
-                ? (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(info[TcpInfoBytesAckedOffset..])
-                : null;
+            return OperatingSystem.IsLinux() && TcpInfo.Read(socket) is { } info ? (long)info.BytesAcked : null;
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        catch (ObjectDisposedException)
         {
             return null;
         }

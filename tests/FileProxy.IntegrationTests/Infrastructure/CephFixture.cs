@@ -16,7 +16,7 @@ namespace FileProxy.IntegrationTests.Infrastructure;
 public sealed class CephFixture : IAsyncLifetime
 {
     private static readonly TimeSpan UpTimeout = TimeSpan.FromMinutes(4);
-    private readonly string _script = Path.Join(RepositoryRoot(), "scripts", "ceph.sh");
+    private readonly string _script = Repository.Combine("scripts", "ceph.sh");
     private bool _startedHere;
     private FileStream? _userLock;
 
@@ -118,18 +118,6 @@ public sealed class CephFixture : IAsyncLifetime
             return (-1, $"scripts/ceph.sh {verb} did not finish within {timeout.TotalSeconds} s");
         }
         return (process.ExitCode, await stdout + await stderr);
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Join(directory.FullName, "scripts", "ceph.sh")))
-            {
-                return directory.FullName;
-            }
-        }
-        throw new InvalidOperationException($"scripts/ceph.sh not found above {AppContext.BaseDirectory}");
     }
 }
 

@@ -15,7 +15,7 @@ public sealed partial class ReadmeTests(ITestOutputHelper output)
     public async Task Every_option_is_documented_with_the_default_the_parser_takes(string program, string section)
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        var readme = File.ReadAllText(Path.Join(RepositoryRoot(), "README.md"));
+        var readme = File.ReadAllText(Repository.Combine("README.md"));
         var documented = Table(readme, section);
         var serverTable = Table(readme, "## Server");
 
@@ -100,18 +100,6 @@ public sealed partial class ReadmeTests(ITestOutputHelper output)
             }
         }
         return rows;
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Join(directory.FullName, "FileProxy.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-        throw new DirectoryNotFoundException("no FileProxy.sln above the test assembly");
     }
 
     [GeneratedRegex(@"^\s+(?:-\S+, )*(?<name>--[a-z-]+)(?<value> <[^>]+>)?\s{2,}(?<text>.*)$")]

@@ -1,0 +1,54 @@
+using System.CommandLine;
+using System.Net;
+using FileProxy.Protocol.Server;
+
+namespace FileProxy.Protocol.Hosting;
+
+/// <summary>
+/// The listening side's options, the same on the server and the proxy (address, connection limits, timeouts, MPTCP,
+/// TLS, token), defined once, and the <see cref="ProtocolServerOptions"/> they make. The port stays each program's
+/// own (the proxy also takes it as a positional argument).
+/// </summary>
+public sealed class ListeningOptions
+{
+    private readonly Option<IPAddress> _listen = CommandLine.ListenAddressOption();
+    private readonly Option<int> _maxConnections = new("--max-connections")
+    {
+        Description = "Connections served at once; more are answered Busy",
+        DefaultValueFactory = _ => new ProtocolServerOptions().MaxConnections,
+    };
+    private readonly Option<int> _maxPerAddress = CommandLine.MaxConnectionsPerAddressOption();
+    private readonly Option<Duration> _headerTimeout = CommandLine.HeaderTimeoutOption();
+    private readonly Option<Duration> _idleTimeout = CommandLine.IdleTimeoutOption();
+    private readonly Option<Duration> _drain = CommandLine.DurationOption("--drain-timeout",
+        "On Ctrl+C/SIGTERM, how long running transfers may finish", new ProtocolServerOptions().DrainTimeout);
+    private readonly Option<bool> _mptcp = new("--mptcp") { Description = "Listen on a Linux MPTCP socket (TCP clients still connect)" };
+    private readonly Option<FileInfo?> _tlsCert = SecurityOptions.TlsCertificate();
+    private readonly Option<FileInfo?> _tlsKey = SecurityOptions.TlsKey();
+    private readonly Option<FileInfo?> _tokenFile = SecurityOptions.TokenFile();
+
+    /// <summary>Adds every option to <paramref name="command"/>, with the check that a certificate comes with its key.</summary>
+    public void AddTo(Command command)
+    {
+        foreach (Option option in (Option[])[_listen, _maxConnections, _maxPerAddress, _headerTimeout, _idleTimeout, _drain, _mptcp, _tlsCert, _tlsKey, _tokenFile])
+        {
+            command.Options.Add(option);
+        }
+        SecurityOptions.RequireBoth(command, _tlsCert, _tlsKey);
+    }
+
+    /// <summary>The server options the command line asks for. Throws <see cref="IOException"/> (a start error) when
+    /// the certificate or the token file cannot be read.</summary>
+    public ProtocolServerOptions Create(ParseResult parse, int port) => new()
+    {
+        EndPoint = new IPEndPoint(parse.GetValue(_listen)!, port),
+        MaxConnections = parse.GetValue(_maxConnections),
+        MaxConnectionsPerAddress = parse.GetValue(_maxPerAddress),
+        HeaderTimeout = parse.GetValue(_headerTimeout),
+        IdleTimeout = parse.GetValue(_idleTimeout),
+        DrainTimeout = parse.GetValue(_drain),
+        Mptcp = parse.GetValue(_mptcp),
+        TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(_tlsCert), parse.GetValue(_tlsKey)),
+        Token = SecurityOptions.ReadToken(parse.GetValue(_tokenFile)),
+    };
+}
