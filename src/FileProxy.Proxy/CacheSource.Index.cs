@@ -44,18 +44,25 @@ public sealed partial class CacheSource
     internal void ReleaseDirectory() => _store.Dispose();
 
     /// <summary>Rebuilds the index from a scan of the cache directory, most recently written first. Metadata is
-    /// read on each entry's first use, which then also revalidates it with the origin. Called once, before the
-    /// first request is accepted (and after the port is bound, so a taken port is reported at once).</summary>
+    /// read on each entry's first use. An entry keeps its age across the restart (when the origin last confirmed
+    /// it: its metadata's modification time), so one confirmed within <c>RevalidateAfter</c> is served without
+    /// asking the origin, as before the restart; an older one, or one dated in the future (the clock was set back),
+    /// is revalidated on first use. Called once, before the first request is accepted (and after the port is
+    /// bound, so a taken port is reported at once).</summary>
     internal void LoadIndex()
     {
         var stopwatch = Stopwatch.StartNew();
         var found = _store.Scan();
-        var dueNow = Environment.TickCount64 - (long)Math.Min(_options.RevalidateAfter.TotalMilliseconds, Environment.TickCount64);
+        var now = Environment.TickCount64;
+        var nowUtc = DateTime.UtcNow.Ticks;
+        var revalidateAfterMs = (long)_options.RevalidateAfter.TotalMilliseconds;
         lock (_lock)
         {
             foreach (var item in found.OrderByDescending(item => item.WrittenUtcTicks))
             {
-                var entry = new CacheEntry(item.Key, item.DataPath, item.Size, dueNow);
+                var ageMs = (nowUtc - item.ConfirmedUtcTicks) / TimeSpan.TicksPerMillisecond;
+                var validatedAt = now - (ageMs >= 0 && ageMs < revalidateAfterMs ? ageMs : revalidateAfterMs);
+                var entry = new CacheEntry(item.Key, item.DataPath, item.Size, validatedAt);
                 _entries[item.Key] = entry;
                 _lru.AddLast(entry.LruNode);
                 _bytesCached += item.Size;

@@ -236,6 +236,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
             result = new Revalidation(RevalidationOutcome.Unreachable, Reason: e.Message);
         }
         var drop = false;
+        var confirmed = false;
         lock (_lock)
         {
             entry.Revalidating = null;
@@ -244,6 +245,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
                 case RevalidationOutcome.Unchanged:
                     entry.ValidatedAt = Environment.TickCount64;
                     entry.Stale = false;
+                    confirmed = !entry.Removed;
                     break;
                 case RevalidationOutcome.Unreachable:
                     // Ask again after a short pause rather than on every request while the origin is down.
@@ -277,6 +279,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         if (drop)
         {
             DeleteIfUnread(entry);
+        }
+        if (confirmed && !_store.MarkConfirmed(entry.Key))
+        {
+            _log.Debug("Cannot record when {Name} was confirmed; it is confirmed again after a restart", entry.Name);
         }
         return result;
     }

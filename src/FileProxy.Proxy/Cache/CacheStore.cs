@@ -158,8 +158,24 @@ internal sealed partial class CacheStore : IDisposable
     /// <summary>Removes a data file whose entry was replaced by a newer version.</summary>
     public void DeleteData(string dataPath) => TryDelete(dataPath);
 
-    /// <summary>One committed entry found by <see cref="Scan"/>.</summary>
-    public readonly record struct FoundEntry(string Key, string DataPath, long Size, long WrittenUtcTicks);
+    /// <summary>One committed entry found by <see cref="Scan"/>. <paramref name="ConfirmedUtcTicks"/> is its
+    /// metadata's modification time: when the entry was committed or last confirmed by the origin.</summary>
+    public readonly record struct FoundEntry(string Key, string DataPath, long Size, long WrittenUtcTicks, long ConfirmedUtcTicks = 0);
+
+    /// <summary>Records that the origin confirmed an entry now (its metadata's modification time), so the entry's
+    /// age survives a restart. Best effort: an entry whose time cannot be set is confirmed again after a restart.</summary>
+    public bool MarkConfirmed(string key)
+    {
+        try
+        {
+            File.SetLastWriteTimeUtc(MetaPath(key), DateTime.UtcNow);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>
     /// Finds every committed entry: a <c>KEY.meta</c> beside exactly one <c>KEY.*.data</c>. Deletes leftovers on
@@ -187,7 +203,7 @@ internal sealed partial class CacheStore : IDisposable
         Parallel.ForEach(shards, shard =>
         {
             var prefix = Path.GetFileName(shard);
-            var metas = new HashSet<string>(StringComparer.Ordinal);
+            var metas = new Dictionary<string, long>(StringComparer.Ordinal); // key -> metadata's modification time
             var data = new Dictionary<string, List<FoundEntry>>(StringComparer.Ordinal);
             var files = new FileSystemEnumerable<(string Name, long Size, long Ticks)>(shard,
                 (ref FileSystemEntry entry) => (entry.FileName.ToString(), entry.Length, entry.LastWriteTimeUtc.UtcTicks),
@@ -203,7 +219,7 @@ internal sealed partial class CacheStore : IDisposable
                 var key = match.Groups["key"].Value;
                 if (match.Groups["meta"].Success)
                 {
-                    metas.Add(key);
+                    metas[key] = ticks;
                 }
                 else if (match.Groups["data"].Success)
                 {
@@ -220,11 +236,11 @@ internal sealed partial class CacheStore : IDisposable
                 }
             }
             var entries = new List<FoundEntry>(metas.Count);
-            foreach (var key in metas)
+            foreach (var (key, confirmed) in metas)
             {
                 if (data.Remove(key, out var candidates) && Choose(key, candidates) is { } chosen)
                 {
-                    entries.Add(chosen);
+                    entries.Add(chosen with { ConfirmedUtcTicks = confirmed });
                 }
                 else
                 {

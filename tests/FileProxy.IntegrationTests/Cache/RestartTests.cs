@@ -15,6 +15,7 @@ public sealed class RestartTests(ITestOutputHelper output)
 
         await cluster.StopProxyAsync();
         await cluster.StopOriginAsync();
+        AgeAll(cluster, files.Keys, TimeSpan.FromHours(1)); // due for revalidation, which fails: served stale
         cluster.StartProxy();
         var stats = await cluster.ProxyStatsAsync(deadline.Token);
         await using var client = await cluster.ConnectProxyAsync(deadline.Token);
@@ -30,7 +31,7 @@ public sealed class RestartTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Entries_come_back_after_a_restart_and_are_revalidated_not_fetched_again()
+    public async Task Entries_older_than_revalidate_after_come_back_after_a_restart_and_are_revalidated_not_fetched_again()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         var origin = new OriginControl();
@@ -38,6 +39,7 @@ public sealed class RestartTests(ITestOutputHelper output)
         var files = await CacheFilesAsync(cluster, ["a.bin", "b.bin"], deadline.Token);
 
         await cluster.StopProxyAsync();
+        AgeAll(cluster, files.Keys, TimeSpan.FromHours(1));
         cluster.StartProxy();
         await using var client = await cluster.ConnectProxyAsync(deadline.Token);
         var answers = new List<Fetch.Result>();
@@ -50,8 +52,68 @@ public sealed class RestartTests(ITestOutputHelper output)
         answers.Select(a => a.Head.Source).Should().AllBeEquivalentTo(ResponseSource.CacheHit);
         answers.Select(a => a.Body).Should().Equal(files.Values, (a, b) => a.AsSpan().SequenceEqual(b));
         stats["upstream_fetches"].Should().Be(0);
-        stats["revalidations"].Should().Be(files.Count, "a loaded entry's age is unknown, so it is confirmed once");
+        stats["revalidations"].Should().Be(files.Count, "each entry was last confirmed longer ago than RevalidateAfter");
         files.Keys.Select(origin.Gets).Should().AllBeEquivalentTo(1);
+    }
+
+    [Fact]
+    public async Task Entries_keep_their_age_across_a_restart_so_a_recent_one_is_served_without_asking_the_origin()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await using var cluster = await Cluster.StartAsync(output, options => options with { RevalidateAfter = TimeSpan.FromHours(1) });
+        var files = await CacheFilesAsync(cluster, ["recent.bin", "old.bin"], deadline.Token);
+
+        await cluster.StopProxyAsync();
+        new CacheDirectoryView(cluster.CacheDirectory.Path).Age("old.bin", TimeSpan.FromHours(2));
+        cluster.StartProxy();
+        await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+        var recent = await Fetch.GetAsync(client, "recent.bin", deadline.Token);
+        var afterRecent = await cluster.ProxyStatsAsync(deadline.Token);
+        var old = await Fetch.GetAsync(client, "old.bin", deadline.Token);
+        var afterOld = await cluster.ProxyStatsAsync(deadline.Token);
+
+        recent.Head.Source.Should().Be(ResponseSource.CacheHit);
+        recent.Body.Should().Equal(files["recent.bin"]);
+        afterRecent["revalidations"].Should().Be(0, "recent.bin was confirmed a moment before the restart");
+        old.Head.Source.Should().Be(ResponseSource.CacheHit);
+        old.Body.Should().Equal(files["old.bin"]);
+        afterOld["revalidations"].Should().Be(1, "old.bin was last confirmed two hours ago, longer than RevalidateAfter");
+    }
+
+    [Fact]
+    public async Task A_revalidation_is_remembered_across_a_restart()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await using var cluster = await Cluster.StartAsync(output, options => options with { RevalidateAfter = TimeSpan.FromHours(1) });
+        var files = await CacheFilesAsync(cluster, ["confirmed.bin"], deadline.Token);
+        var view = new CacheDirectoryView(cluster.CacheDirectory.Path);
+
+        await cluster.StopProxyAsync();
+        view.Age("confirmed.bin", TimeSpan.FromHours(2));
+        cluster.StartProxy();
+        await using (var client = await cluster.ConnectProxyAsync(deadline.Token))
+        {
+            (await Fetch.GetAsync(client, "confirmed.bin", deadline.Token)).Body.Should().Equal(files["confirmed.bin"]);
+        }
+        (await cluster.ProxyStatsAsync(deadline.Token))["revalidations"].Should().Be(1);
+        await cluster.StopProxyAsync();
+        cluster.StartProxy();
+        await using var again = await cluster.ConnectProxyAsync(deadline.Token);
+        var answer = await Fetch.GetAsync(again, "confirmed.bin", deadline.Token);
+
+        answer.Head.Source.Should().Be(ResponseSource.CacheHit);
+        answer.Body.Should().Equal(files["confirmed.bin"]);
+        (await cluster.ProxyStatsAsync(deadline.Token))["revalidations"].Should().Be(0,
+            "the revalidation before the restart dated the entry's confirmation, and that was moments ago");
+    }
+
+    private static void AgeAll(Cluster cluster, IEnumerable<string> names, TimeSpan by)
+    {
+        var view = new CacheDirectoryView(cluster.CacheDirectory.Path);
+        foreach (var name in names)
+        {
+            view.Age(name, by);
+        }
     }
 
     public static TheoryData<string> Damages => ["truncated data", "grown data", "garbled metadata", "metadata of another name"];

@@ -32,6 +32,11 @@ public sealed class CacheDirectoryView(string root)
         return Path.Join(EntriesDirectory, key[..2], key + ".meta");
     }
 
+    /// <summary>Dates <paramref name="name"/>'s last confirmation by the origin (its metadata's modification time)
+    /// <paramref name="by"/> into the past, as if the proxy had been stopped that long.</summary>
+    public void Age(string name, TimeSpan by) =>
+        File.SetLastWriteTimeUtc(MetaPathOf(name), File.GetLastWriteTimeUtc(MetaPathOf(name)) - by);
+
     /// <summary>The data files of <paramref name="name"/> (one when it is cached and nobody reads an older one).</summary>
     public string[] DataPathsOf(string name)
     {
