@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using FileProxy.Protocol;
 using FileProxy.Proxy.Cache;
 
 namespace FileProxy.Proxy;
@@ -52,6 +53,9 @@ public sealed partial class CacheSource
     internal void LoadIndex()
     {
         var stopwatch = Stopwatch.StartNew();
+        // The first SHA-256 (entry keys are the SHA-256 of the name) loads OpenSSL: libcrypto and libssl are mapped
+        // and openssl.cnf is read, 3 ms on a quiet machine. Pay it here rather than in the first request.
+        _ = CacheStore.KeyOf(SafeName.Create("warm-up"));
         var found = _store.Scan();
         var now = Environment.TickCount64;
         var nowUtc = DateTime.UtcNow.Ticks;
