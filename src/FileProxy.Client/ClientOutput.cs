@@ -47,7 +47,7 @@ internal sealed class ClientOutput : IAsyncDisposable
     public void Finished(string name, string? target, bool toStdout, DownloadResult result, IDownloadProgress? progress,
         string? transport = null, MultipathResult? transfer = null)
     {
-        TerminalProgress.Remove(progress);
+        _bars?.Remove(progress);
         var aside = toStdout || result.WroteStraight;
         if (result.ExitCode != ExitCodes.Success)
         {
@@ -55,7 +55,7 @@ internal sealed class ClientOutput : IAsyncDisposable
         }
         if (_mode == OutputMode.Json)
         {
-            Write(JsonSerializer.Serialize(Report(name, toStdout ? "-" : target, result), ClientJsonContext.Default.FileReport), aside);
+            Write(JsonSerializer.Serialize(Report(name, toStdout ? "-" : target, result), ClientJsonContext.Plain.FileReport), aside);
         }
         else if (_mode == OutputMode.Normal && result.ExitCode == ExitCodes.Success)
         {
@@ -69,7 +69,7 @@ internal sealed class ClientOutput : IAsyncDisposable
         Error($"error: {message}");
         if (_mode == OutputMode.Json)
         {
-            Write(JsonSerializer.Serialize(Report(name, null, new DownloadResult(ExitCodes.Refused, message)), ClientJsonContext.Default.FileReport), aside: false);
+            Write(JsonSerializer.Serialize(Report(name, null, new DownloadResult(ExitCodes.Refused, message)), ClientJsonContext.Plain.FileReport), aside: false);
         }
     }
 

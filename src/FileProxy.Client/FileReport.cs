@@ -1,3 +1,5 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace FileProxy.Client;
@@ -20,4 +22,13 @@ internal sealed record FileReport(string Name, string? Output, long Bytes, doubl
 /// <summary>Serialization of <see cref="FileReport"/> without reflection (the client is published NativeAOT).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(FileReport))]
-internal sealed partial class ClientJsonContext : JsonSerializerContext;
+internal sealed partial class ClientJsonContext : JsonSerializerContext
+{
+    /// <summary>Names and messages as they are (a quote stays a quote): the objects go to scripts, never into HTML.
+    /// Control characters are still escaped.</summary>
+    public static ClientJsonContext Plain { get; } = new(new JsonSerializerOptions
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+}

@@ -63,12 +63,14 @@ internal sealed class TerminalProgress : IAsyncDisposable
     /// <summary>Prints a line above the bars (or, once they are gone, after them).</summary>
     public void WriteLine(string line) => _console.WriteLine(line);
 
-    /// <summary>Takes a file's bar away (its result line is printed by the caller).</summary>
-    public static void Remove(IDownloadProgress? progress)
+    /// <summary>Takes a file's bar away at once, before its result line is printed above the others (which
+    /// redraws the bars as last rendered).</summary>
+    public void Remove(IDownloadProgress? progress)
     {
         if (progress is Bar bar)
         {
             bar.Task.StopTask();
+            _context!.Refresh();
         }
     }
 
