@@ -64,6 +64,16 @@ internal static class ClientCommands
 
     private static readonly Option<bool> Mptcp = new("--mptcp") { Description = "Connect with a Linux MPTCP socket" };
 
+    private static readonly Option<bool> Quiet = new("--quiet", "-q") { Description = "Print errors only: no progress bars, result lines or summary" };
+
+    private static readonly Option<bool> Json = new("--json") { Description = "Print one JSON object per file on standard output (name, output, bytes, seconds, source, digest, verified, exit_code, error) instead of result lines; no progress bars" };
+
+    /// <summary>Files fetched at once by default: a few connections keep a link busy between small files without
+    /// crowding a proxy (whose per-address limit is far higher).</summary>
+    private const int DefaultParallel = 4;
+
+    private const int MaxParallel = 64;
+
     private static readonly Option<Serilog.Events.LogEventLevel> LogLevel = CommandLine.LogLevelOption();
 
     private static readonly FileClientOptions Defaults = new();
@@ -92,16 +102,16 @@ internal static class ClientCommands
     public static RootCommand Build()
     {
         var root = new RootCommand(
-            "FileProxy client: fetches a file through a FileProxy proxy (or straight from a server), checks its BLAKE3 and writes it to disk.\n"
-            + "Fetch a file with 'NAME [options]' (the options below) or 'get NAME [options]'.");
-        var get = GetCommand("get", "Fetch a file (the default command; use 'get' for a file named like a command)");
+            "FileProxy client: fetches files through a FileProxy proxy (or straight from a server), checks their BLAKE3 and writes them to disk.\n"
+            + "Fetch files with 'NAME... [options]' (the options below) or 'get NAME... [options]'.");
+        var get = GetCommand("get", "Fetch files (the default command; use 'get' for a file named like a command)");
         foreach (var option in get.Options)
         {
             root.Options.Add(option);
         }
         // 'client NAME ...' is 'client get NAME ...'. The root's own NAME is hidden so that the subcommands' usage
         // lines do not show it ('client stat <NAME>', not 'client <NAME> stat <NAME>').
-        root.Arguments.Add(new Argument<string>("NAME") { Description = "File to fetch", Hidden = true });
+        root.Arguments.Add(new Argument<string[]>("NAME") { Description = "Files to fetch", Hidden = true, Arity = ArgumentArity.ZeroOrMore });
         root.SetAction((parse, cancellationToken) =>
             root.Parse([get.Name, .. parse.Tokens.Select(token => token.Value)]).InvokeAsync(parse.InvocationConfiguration, cancellationToken));
         root.Subcommands.Add(get);
@@ -113,61 +123,192 @@ internal static class ClientCommands
 
     private static Command GetCommand(string name, string description)
     {
-        var fileName = new Argument<string>("NAME") { Description = "File to fetch: a relative path, '/' between directories" };
+        var fileNames = new Argument<string[]>("NAME")
+        {
+            Description = "Files to fetch: relative paths, '/' between directories; several names (or -i) fetch them all",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
         var output = new Option<string?>("--output", "-o")
         {
-            Description = "Where to write the file ('-' for standard output; a directory takes the name's last segment) (default: last segment of NAME, in the current directory; a range: NAME.range-OFFSET-LENGTH)",
+            Description = "Where to write the file ('-' for standard output; a directory takes the name's last segment); with several names, the directory to write them under, created if missing (default: last segment of NAME, in the current directory; a range: NAME.range-OFFSET-LENGTH; several names: the current directory)",
             HelpName = "path",
         };
         var offset = CommandLine.SizeOption("--offset", "Fetch from this byte on (a range: the digest is checked only for whole files)", 0);
         var length = CommandLine.SizeOption("--length", "Fetch at most this many bytes (default: to the end)");
-        var command = new Command(name, description) { fileName, output, offset, length, Multipath };
+        var input = new Option<string?>("--input", "-i")
+        {
+            Description = "Fetch the names listed in this file too, one a line ('-': standard input) (default: none)",
+            HelpName = "file",
+        };
+        var parallel = new Option<int>("--parallel")
+        {
+            Description = "With several names: how many files are fetched at once, each over a connection kept for the next",
+            DefaultValueFactory = _ => DefaultParallel,
+            HelpName = "n",
+        };
+        parallel.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() is < 1 or > MaxParallel)
+            {
+                result.AddError($"--parallel takes 1 to {MaxParallel}");
+            }
+        });
+        var flat = new Option<bool>("--flat") { Description = "With several names: write each by its last segment only, not under its directories (two names with the same last segment are an error)" };
+        var command = new Command(name, description) { fileNames, output, offset, length, input, parallel, flat, Quiet, Json, Multipath };
         AddPeerOptions(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
-            var rawName = parse.GetValue(fileName)!;
-            if (!SafeName.TryCreate(rawName, out var safeName, out var error))
+            var given = parse.GetValue(fileNames) ?? [];
+            var mode = parse.GetValue(Json) ? OutputMode.Json : parse.GetValue(Quiet) ? OutputMode.Quiet : OutputMode.Normal;
+            if (parse.GetValue(input) is null && given.Length == 1)
             {
-                await Console.Error.WriteLineAsync($"error: refusing name '{rawName}': {error}");
-                return ExitCodes.Refused;
+                return await GetOneAsync(parse, given[0], output, offset, length, mode, cancellationToken);
             }
-            var target = parse.GetValue(output);
-            var toStdout = target == "-";
-            if (!toStdout)
+            if (parse.GetValue(input) is null && given.Length == 0)
             {
-                // A range never takes the whole file's name: it would replace a complete copy with a part.
-                var isRange = parse.GetResult(offset) is { Implicit: false } || parse.GetResult(length) is not null;
-                var defaultName = isRange
-                    ? string.Create(CultureInfo.InvariantCulture,
-                        $"{safeName.FileName}.range-{parse.GetValue(offset)}-{(parse.GetResult(length) is null ? "end" : parse.GetValue(length))}")
-                    : safeName.FileName;
-                target = target is null ? defaultName
-                    : Directory.Exists(target) ? Path.Join(target, defaultName) : target;
+                await Console.Error.WriteLineAsync($"error: nothing to fetch: give a NAME, or -i FILE with one name a line. Try '{CommandLine.InvokedName()} --help' for usage.");
+                return ExitCodes.UsageError;
             }
-            var rangeLength = parse.GetResult(length) is null ? ProtocolLimits.ToEnd : (ulong)parse.GetValue(length);
-            var peers = parse.GetValue(Proxy)!;
-            var mode = parse.GetValue(Multipath) ?? MultipathMode.Adaptive;
-            if (peers.Length > 1 && mode != MultipathMode.Off && !toStdout && parse.GetResult(offset) is null or { Implicit: true } && parse.GetResult(length) is null)
-            {
-                return await WithOptionsAsync(parse, async (connection, limited) =>
-                {
-                    var options = new MultipathOptions { Mode = mode, Connection = connection };
-                    var (result, transfer) = await MultipathDownload.ToFileAsync(peers, options, safeName, target!, limited);
-                    Report(safeName, target!, toStdout, result, null, transfer);
-                    return result.ExitCode;
-                }, cancellationToken);
-            }
-            return await WithClientAsync(parse, async (client, limited) =>
-            {
-                var result = toStdout
-                    ? await Download.ToStandardOutputAsync(client, safeName, (ulong)parse.GetValue(offset), rangeLength, limited)
-                    : await Download.ToPathAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, limited);
-                Report(safeName, target!, toStdout, result, client.Mptcp.Describe(), null);
-                return result.ExitCode;
-            }, cancellationToken);
+            return await GetManyAsync(parse, given, output, offset, length, input, parallel, flat, mode, cancellationToken);
         });
         return command;
     }
+
+    /// <summary>One name: the file, device, FIFO or standard output that -o names (or the name's last segment), a
+    /// range, multipath.</summary>
+    private static async Task<int> GetOneAsync(ParseResult parse, string rawName, Option<string?> output, Option<long> offset,
+        Option<long> length, OutputMode mode, CancellationToken cancellationToken)
+    {
+        if (!SafeName.TryCreate(rawName, out var safeName, out var error))
+        {
+            await using var refusal = ClientOutput.Start(mode == OutputMode.Json ? mode : OutputMode.Quiet);
+            refusal.Refused(rawName, $"refusing name '{rawName}': {error}");
+            return ExitCodes.Refused;
+        }
+        var target = parse.GetValue(output);
+        var toStdout = target == "-";
+        if (!toStdout)
+        {
+            // A range never takes the whole file's name: it would replace a complete copy with a part.
+            var isRange = parse.GetResult(offset) is { Implicit: false } || parse.GetResult(length) is not null;
+            var defaultName = isRange
+                ? string.Create(CultureInfo.InvariantCulture,
+                    $"{safeName.FileName}.range-{parse.GetValue(offset)}-{(parse.GetResult(length) is null ? "end" : parse.GetValue(length))}")
+                : safeName.FileName;
+            target = target is null ? defaultName
+                : Directory.Exists(target) ? Path.Join(target, defaultName) : target;
+        }
+        var rangeLength = parse.GetResult(length) is null ? ProtocolLimits.ToEnd : (ulong)parse.GetValue(length);
+        var peers = parse.GetValue(Proxy)!;
+        var multipath = parse.GetValue(Multipath) ?? MultipathMode.Adaptive;
+        if (peers.Length > 1 && multipath != MultipathMode.Off && !toStdout && parse.GetResult(offset) is null or { Implicit: true } && parse.GetResult(length) is null)
+        {
+            return await WithOptionsAsync(parse, async (connection, limited) =>
+            {
+                await using var report = ClientOutput.Start(mode);
+                var progress = report.Begin(rawName);
+                try
+                {
+                    var options = new MultipathOptions { Mode = multipath, Connection = connection };
+                    var (result, transfer) = await MultipathDownload.ToFileAsync(peers, options, safeName, target!, progress, limited);
+                    report.Finished(rawName, target, toStdout, result, progress, null, transfer);
+                    return result.ExitCode;
+                }
+                catch (UpstreamException e) when (mode == OutputMode.Json)
+                {
+                    return report.Failed(rawName, target, toStdout, e, progress);
+                }
+            }, cancellationToken);
+        }
+        return await WithOptionsAsync(parse, async (options, limited) =>
+        {
+            await using var report = ClientOutput.Start(mode);
+            var progress = report.Begin(rawName);
+            try
+            {
+                var peer = peers[0];
+                await using var client = await FileClient.ConnectAsync(peer.Host, peer.Port, options, limited);
+                var result = toStdout
+                    ? await Download.ToStandardOutputAsync(client, safeName, (ulong)parse.GetValue(offset), rangeLength, progress, limited)
+                    : await Download.ToPathAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, progress, limited);
+                report.Finished(rawName, target, toStdout, result, progress, client.Mptcp.Describe());
+                return result.ExitCode;
+            }
+            catch (UpstreamException e) when (mode == OutputMode.Json)
+            {
+                return report.Failed(rawName, target, toStdout, e, progress);
+            }
+        }, cancellationToken);
+    }
+
+    /// <summary>Several names (or -i): each under the -o directory by its relative path (or its last segment with
+    /// --flat), --parallel at a time over kept connections, then one summary line (<see cref="Batch"/>).</summary>
+    private static async Task<int> GetManyAsync(ParseResult parse, string[] given, Option<string?> output, Option<long> offset,
+        Option<long> length, Option<string?> input, Option<int> parallel, Option<bool> flat, OutputMode mode,
+        CancellationToken cancellationToken)
+    {
+        if (parse.GetResult(offset) is { Implicit: false } || parse.GetResult(length) is not null)
+        {
+            await Console.Error.WriteLineAsync("error: --offset and --length fetch a range of one file; give one NAME");
+            return ExitCodes.UsageError;
+        }
+        var directory = parse.GetValue(output) ?? "";
+        if (directory == "-")
+        {
+            await Console.Error.WriteLineAsync("error: several files cannot go to standard output; -o takes a directory here");
+            return ExitCodes.UsageError;
+        }
+        if (File.Exists(directory))
+        {
+            await Console.Error.WriteLineAsync($"error: -o {directory} is a file; with several names -o takes a directory");
+            return ExitCodes.UsageError;
+        }
+        var names = new List<string>(given);
+        if (parse.GetValue(input) is { } list)
+        {
+            try
+            {
+                names.AddRange(await Batch.ReadNamesAsync(list, cancellationToken));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                await Console.Error.WriteLineAsync($"error: cannot read the name list {(list == "-" ? "on standard input" : list)}: {Reason(e)}");
+                return ExitCodes.UsageError;
+            }
+        }
+        var (items, conflict) = Batch.Plan(names, directory, parse.GetValue(flat));
+        if (conflict is not null)
+        {
+            await Console.Error.WriteLineAsync($"error: {conflict}");
+            return ExitCodes.UsageError;
+        }
+        var peers = parse.GetValue(Proxy)!;
+        var multipath = parse.GetValue(Multipath) ?? MultipathMode.Adaptive;
+        var workers = parse.GetValue(parallel);
+        return await WithOptionsAsync(parse, async (options, limited) =>
+        {
+            await using var report = ClientOutput.Start(mode);
+            if (peers.Length > 1 && multipath != MultipathMode.Off)
+            {
+                var pathOptions = new MultipathOptions { Mode = multipath, Connection = options };
+                return await Batch.RunAsync(items, workers, async (item, progress, token) =>
+                    (await MultipathDownload.ToFileAsync(peers, pathOptions, item.Name!, item.Target!, progress, token)).Result,
+                    report, limited);
+            }
+            await using var pool = new FileClientPool(peers[0].Host, peers[0].Port, options, maxIdle: workers);
+            return await Batch.RunAsync(items, workers, (item, progress, token) =>
+                pool.RunAsync(client => Download.ToPathAsync(client, item.Name!, item.Target!, 0, ProtocolLimits.ToEnd, progress, token), token),
+                report, limited);
+        }, cancellationToken);
+    }
+
+    /// <summary>Why a file cannot be read, in a user's words.</summary>
+    private static string Reason(Exception e) => e switch
+    {
+        FileNotFoundException or DirectoryNotFoundException => "no such file",
+        UnauthorizedAccessException => "permission denied",
+        _ => e.Message,
+    };
 
     private static Command StatCommand()
     {
@@ -186,7 +327,7 @@ internal static class ClientCommands
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"size:    {head.File!.Size} ({Units.FormatBytes(head.File.Size)})"));
             Console.WriteLine($"version: {head.File.Version}");
             Console.WriteLine($"blake3:  {head.File.Digest}");
-            Console.WriteLine($"source:  {Describe(head.Source)}");
+            Console.WriteLine($"source:  {ClientOutput.Describe(head.Source)}");
             if (client.Mptcp.Describe() is { } transport)
             {
                 Console.WriteLine($"transport: {transport}");
@@ -335,35 +476,4 @@ internal static class ClientCommands
             await Log.CloseAndFlushAsync();
         }
     }
-
-    private static void Report(SafeName name, string target, bool toStdout, DownloadResult result, string? transport, MultipathResult? transfer)
-    {
-        if (result.ExitCode != ExitCodes.Success)
-        {
-            Console.Error.WriteLine($"error: {name}: {EscapingEnricher.Escape(result.Message)}");
-            return;
-        }
-        var head = result.Head!;
-        var seconds = Math.Max(result.Elapsed.TotalSeconds, 1e-6);
-        var line = string.Create(CultureInfo.InvariantCulture,
-            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}{(transport is null ? "" : ", " + transport)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{Subflows(transfer)}{(toStdout ? "" : " -> " + target)}");
-        // Beside the bytes themselves on standard output, or on a device or FIFO that may well be standard output.
-        (toStdout || result.WroteStraight ? Console.Error : Console.Out).WriteLine(line);
-    }
-
-    /// <summary>For a multipath download: how many subflows carried data, and each one's share.</summary>
-    private static string Subflows(MultipathResult? transfer) => transfer is null ? ""
-        : string.Create(CultureInfo.InvariantCulture,
-            $", {transfer.SubflowsCarrying} of {transfer.Subflows.Count} subflows carried data ({string.Join(", ", transfer.Subflows.Select(s => $"{s.Address} {Units.FormatBytes(s.Bytes)}{(s.Failure is null ? "" : " failed")}"))})");
-
-    private static string Describe(ResponseSource source) => source switch
-    {
-        ResponseSource.Origin => "from origin",
-        ResponseSource.CacheHit => "cache hit",
-        ResponseSource.CacheMiss => "cache miss",
-        ResponseSource.CacheCoalesced => "cache miss (joined a fill in progress)",
-        ResponseSource.PassThrough => "passed through uncached",
-        ResponseSource.StaleHit => "stale cache hit (origin unreachable)",
-        _ => source.ToString(),
-    };
 }

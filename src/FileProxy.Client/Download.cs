@@ -27,7 +27,7 @@ internal sealed record DownloadResult(int ExitCode, string Message)
 internal static class Download
 {
     public static async Task<DownloadResult> ToPathAsync(FileClient client, SafeName name, string outputPath,
-        ulong offset, ulong length, CancellationToken cancellationToken)
+        ulong offset, ulong length, IDownloadProgress? progress, CancellationToken cancellationToken)
     {
         OutputTarget target;
         try
@@ -40,23 +40,23 @@ internal static class Download
         }
         if (!target.Direct)
         {
-            return await ToFileAsync(client, name, outputPath, target.Path, offset, length, cancellationToken);
+            return await ToFileAsync(client, name, outputPath, target.Path, offset, length, progress, cancellationToken);
         }
         return await ToStreamAsync(client, name, outputPath, () => new FileStream(
             File.OpenHandle(target.Path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite), FileAccess.Write, 0),
-            offset, length, cancellationToken);
+            offset, length, progress, cancellationToken);
     }
 
     /// <summary>Streams a file to standard output, through its descriptor (the console stream would hide a closed
     /// pipe).</summary>
     public static Task<DownloadResult> ToStandardOutputAsync(FileClient client, SafeName name, ulong offset, ulong length,
-        CancellationToken cancellationToken) =>
+        IDownloadProgress? progress, CancellationToken cancellationToken) =>
         ToStreamAsync(client, name, "standard output",
             () => new FileStream(new SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 0),
-            offset, length, cancellationToken);
+            offset, length, progress, cancellationToken);
 
     private static async Task<DownloadResult> ToFileAsync(FileClient client, SafeName name, string outputPath, string finalPath,
-        ulong offset, ulong length, CancellationToken cancellationToken)
+        ulong offset, ulong length, IDownloadProgress? progress, CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
         await using var response = await client.GetAsync(new GetRequest(name.Value, offset, length), cancellationToken);
@@ -65,6 +65,7 @@ internal static class Download
         {
             return new DownloadResult(ExitCodes.For(head.Status), $"{head.Status}: {head.Message}") { Head = head };
         }
+        progress?.Started(head);
 
         var directory = Path.GetDirectoryName(finalPath)!;
         var temporary = Path.Join(directory, $".{Path.GetFileName(finalPath)}.{Guid.NewGuid():N}.part");
@@ -82,7 +83,7 @@ internal static class Download
                     return Fail(ExitCodes.LocalIoError,
                         $"not enough disk space for {outputPath}: {head.Length} bytes needed, {free} free");
                 }
-                copied = await BodyCopier.CopyToFileAsync(response, file, 0, hash, null, cancellationToken);
+                copied = await BodyCopier.CopyToFileAsync(response, file, 0, hash, progress is null ? null : progress.Advanced, cancellationToken);
             }
             if (copied != head.Length)
             {
@@ -133,7 +134,7 @@ internal static class Download
     /// <summary>Writes the body straight into a stream opened only once the answer is Ok (opening a FIFO waits for
     /// its reader); the digest is checked at the end and the exit code says if it failed.</summary>
     private static async Task<DownloadResult> ToStreamAsync(FileClient client, SafeName name, string outputName,
-        Func<Stream> open, ulong offset, ulong length, CancellationToken cancellationToken)
+        Func<Stream> open, ulong offset, ulong length, IDownloadProgress? progress, CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
         await using var response = await client.GetAsync(new GetRequest(name.Value, offset, length), cancellationToken);
@@ -142,6 +143,7 @@ internal static class Download
         {
             return new DownloadResult(ExitCodes.For(head.Status), $"{head.Status}: {head.Message}") { Head = head };
         }
+        progress?.Started(head);
         var whole = IsWholeFile(head);
         using var hash = whole ? new ContentHasher() : null;
         var buffer = new byte[BodyCopier.BlockBytes];
@@ -155,6 +157,7 @@ internal static class Download
                 hash?.Append(buffer.AsSpan(0, read));
                 await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
                 copied += read;
+                progress?.Advanced(copied);
             }
             await output.FlushAsync(cancellationToken);
         }

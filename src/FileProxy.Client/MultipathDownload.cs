@@ -14,7 +14,7 @@ namespace FileProxy.Client;
 internal static class MultipathDownload
 {
     public static async Task<(DownloadResult Result, MultipathResult? Transfer)> ToFileAsync(IReadOnlyList<PeerAddress> peers,
-        MultipathOptions options, SafeName name, string outputPath, CancellationToken cancellationToken)
+        MultipathOptions options, SafeName name, string outputPath, IDownloadProgress? progress, CancellationToken cancellationToken)
     {
         var addresses = peers.Select(p => (p.Host, p.Port)).ToArray();
         for (var attempt = 0; ; attempt++)
@@ -34,6 +34,7 @@ internal static class MultipathDownload
                 return (new DownloadResult(ExitCodes.For(head.Status), $"{head.Status}: {head.Message}") { Head = head }, null);
             }
             var file = head.File!;
+            progress?.Started(head);
             var directory = Path.GetDirectoryName(Path.GetFullPath(outputPath))!;
             var free = new DriveInfo(directory).AvailableFreeSpace;
             if (free < file.Size)
@@ -49,7 +50,7 @@ internal static class MultipathDownload
                            FileOptions.None, preallocationSize: file.Size))
                 {
                     RandomAccess.SetLength(handle, file.Size);
-                    transfer = await fetcher.FetchAsync(name.Value, file, handle, null, cancellationToken);
+                    transfer = await fetcher.FetchAsync(name.Value, file, handle, progress is null ? null : progress.Advanced, cancellationToken);
                 }
                 if (transfer.Digest != file.Digest)
                 {

@@ -157,7 +157,7 @@ public sealed class ClientDownloadTests(ITestOutputHelper output)
         cluster.Root.Write("ranged.bin", content);
         await using var client = await cluster.ConnectProxyAsync(deadline.Token);
 
-        var result = await Download.ToPathAsync(client, SafeName.Create("ranged.bin"), downloads.Combine("part"), 1_000, 70_000, deadline.Token);
+        var result = await Download.ToPathAsync(client, SafeName.Create("ranged.bin"), downloads.Combine("part"), 1_000, 70_000, null, deadline.Token);
 
         result.ExitCode.Should().Be(ExitCodes.Success, result.Message);
         result.DigestChecked.Should().BeFalse();
@@ -166,5 +166,5 @@ public sealed class ClientDownloadTests(ITestOutputHelper output)
 
     private static Task<DownloadResult> DownloadAsync(Protocol.Client.FileClient client, string name, string target,
         CancellationToken cancellationToken) =>
-        Download.ToPathAsync(client, SafeName.Create(name), target, 0, ProtocolLimits.ToEnd, cancellationToken);
+        Download.ToPathAsync(client, SafeName.Create(name), target, 0, ProtocolLimits.ToEnd, null, cancellationToken);
 }

@@ -134,7 +134,7 @@ public sealed class MultipathLoopbackTests(ITestOutputHelper output)
         using var downloads = new TempDirectory("fileproxy-out");
 
         var (result, transfer) = await MultipathDownload.ToFileAsync(Peers(liar.LocalEndPoint, otherLiar.LocalEndPoint), AllPaths,
-            SafeName.Create("lied.bin"), downloads.Combine("lied.bin"), deadline.Token);
+            SafeName.Create("lied.bin"), downloads.Combine("lied.bin"), null, deadline.Token);
 
         result.ExitCode.Should().Be(ExitCodes.NetworkError);
         result.Message.Should().Contain("answered a request for bytes");
@@ -155,7 +155,7 @@ public sealed class MultipathLoopbackTests(ITestOutputHelper output)
         using var downloads = new TempDirectory("fileproxy-out");
 
         var (result, _) = await MultipathDownload.ToFileAsync(Peers(liar.LocalEndPoint, otherLiar.LocalEndPoint), AllPaths,
-            SafeName.Create("changes.bin"), downloads.Combine("changes.bin"), deadline.Token);
+            SafeName.Create("changes.bin"), downloads.Combine("changes.bin"), null, deadline.Token);
 
         result.ExitCode.Should().Be(ExitCodes.NetworkError);
         result.Message.Should().Contain("file changed").And.Contain("changed again after starting over");
@@ -173,7 +173,7 @@ public sealed class MultipathLoopbackTests(ITestOutputHelper output)
         using var downloads = new TempDirectory("fileproxy-out");
 
         var (result, transfer) = await MultipathDownload.ToFileAsync(Peers(OriginEndPoint(cluster), relay.EndPoint),
-            AllPaths with { Mode = MultipathMode.Adaptive }, SafeName.Create("whole.bin"), downloads.Combine("whole.bin"), deadline.Token);
+            AllPaths with { Mode = MultipathMode.Adaptive }, SafeName.Create("whole.bin"), downloads.Combine("whole.bin"), null, deadline.Token);
 
         result.ExitCode.Should().Be(ExitCodes.Success, result.Message);
         result.DigestChecked.Should().BeTrue();
