@@ -89,6 +89,34 @@ public sealed partial class MetricsEndpointTests(ITestOutputHelper output)
         post.StatusCode.Should().Be(System.Net.HttpStatusCode.MethodNotAllowed);
     }
 
+    [Fact]
+    public async Task Every_metric_the_Grafana_dashboard_queries_is_one_the_proxy_exports()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var origin = new OwnedPort();
+        using var cache = new TempDirectory("fileproxy-cache");
+        var dashboard = File.ReadAllText(Repository.Combine("docs", "grafana", "fileproxy.json"));
+        var queried = System.Text.Json.JsonDocument.Parse(dashboard).RootElement.GetProperty("panels").EnumerateArray()
+            .SelectMany(panel => panel.GetProperty("targets").EnumerateArray())
+            .SelectMany(target => MetricName().Matches(target.GetProperty("expr").GetString()!).Select(match => match.Value))
+            .ToHashSet();
+        await using var proxy = ProxyProcess.Start(origin.Port, cache.Path, output, "--metrics-listen", "127.0.0.1:0");
+        var metricsPort = PortOf(await proxy.Program.WaitForLineAsync(line => MetricsLine().IsMatch(line), deadline.Token), MetricsLine());
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{metricsPort}") };
+
+        var text = await http.GetStringAsync(new Uri("/metrics", UriKind.Relative), deadline.Token);
+
+        var families = text.Split('\n').Where(line => line.StartsWith("# TYPE ", StringComparison.Ordinal))
+            .ToDictionary(line => line.Split(' ')[2], line => line.Split(' ')[3]);
+        queried.Should().HaveCountGreaterThan(10);
+        foreach (var name in queried)
+        {
+            var histogram = Regex.Replace(name, "_(bucket|count|sum)$", "");
+            (families.ContainsKey(name) || families.GetValueOrDefault(histogram) == "histogram").Should().BeTrue(
+                "the dashboard queries {0}, which the proxy must export", name);
+        }
+    }
+
     [Theory]
     [InlineData("Server")]
     [InlineData("Proxy")]
@@ -157,6 +185,9 @@ public sealed partial class MetricsEndpointTests(ITestOutputHelper output)
         }
         return figures;
     }
+
+    [GeneratedRegex(@"fileproxy_[a-z_]+")]
+    private static partial Regex MetricName();
 
     [GeneratedRegex(@"Listening on 127\.0\.0\.1:(\d+)")]
     private static partial Regex ListeningLine();
