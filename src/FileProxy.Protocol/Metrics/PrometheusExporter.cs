@@ -116,13 +116,22 @@ public sealed class PrometheusExporter : IDisposable
     {
         private readonly double[] _bounds = [.. bounds];
         private readonly ConcurrentDictionary<(string?, string?, string?), Series> _series = new();
+        private Series? _last;
 
         public void Record(double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
             var key = (Value(tags, 0), Value(tags, 1), Value(tags, 2));
-            if (!_series.TryGetValue(key, out var series))
+            // Most requests in a row share their labels (label values are constant strings): three reference
+            // comparisons then find the series without hashing.
+            var series = _last;
+            if (series is null || !ReferenceEquals(series.Key.Item1, key.Item1) || !ReferenceEquals(series.Key.Item2, key.Item2)
+                || !ReferenceEquals(series.Key.Item3, key.Item3))
             {
-                series = _series.GetOrAdd(key, new Series(Labels(tags), _bounds.Length + 1));
+                if (!_series.TryGetValue(key, out series))
+                {
+                    series = _series.GetOrAdd(key, new Series(key, Labels(tags), _bounds.Length + 1));
+                }
+                _last = series;
             }
             var bucket = Array.BinarySearch(_bounds, value);
             series.Add(bucket < 0 ? ~bucket : bucket, value); // a value equal to a bound counts in that bound's bucket ("le")
@@ -168,8 +177,10 @@ public sealed class PrometheusExporter : IDisposable
         }
     }
 
-    private sealed class Series(string labels, int buckets)
+    private sealed class Series((string?, string?, string?) key, string labels, int buckets)
     {
+        public (string?, string?, string?) Key { get; } = key;
+
         private readonly long[] _counts = new long[buckets];
         private long _sumBits;
 
