@@ -26,11 +26,26 @@ public sealed class ListeningOptions
     private readonly Option<FileInfo?> _tlsCert = SecurityOptions.TlsCertificate();
     private readonly Option<FileInfo?> _tlsKey = SecurityOptions.TlsKey();
     private readonly Option<FileInfo?> _tokenFile = SecurityOptions.TokenFile();
+    private readonly Option<IPEndPoint?> _metricsListen = new("--metrics-listen")
+    {
+        Description = "Serve Prometheus metrics at http://ADDR:PORT/metrics, e.g. 127.0.0.1:9464 or [::]:9464; port 0 takes a free port, which is logged (default: none)",
+        HelpName = "addr:port",
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Single().Value;
+            if (TryParseEndPoint(text, out var endPoint))
+            {
+                return endPoint;
+            }
+            result.AddError($"--metrics-listen '{text}' is not ADDR:PORT (an IP address and a port, e.g. 127.0.0.1:9464 or [::1]:9464)");
+            return null;
+        },
+    };
 
     /// <summary>Adds every option to <paramref name="command"/>, with the check that a certificate comes with its key.</summary>
     public void AddTo(Command command)
     {
-        foreach (Option option in (Option[])[_listen, _maxConnections, _maxPerAddress, _headerTimeout, _idleTimeout, _drain, _mptcp, _tlsCert, _tlsKey, _tokenFile])
+        foreach (Option option in (Option[])[_listen, _maxConnections, _maxPerAddress, _headerTimeout, _idleTimeout, _drain, _mptcp, _tlsCert, _tlsKey, _tokenFile, _metricsListen])
         {
             command.Options.Add(option);
         }
@@ -50,5 +65,24 @@ public sealed class ListeningOptions
         Mptcp = parse.GetValue(_mptcp),
         TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(_tlsCert), parse.GetValue(_tlsKey)),
         Token = SecurityOptions.ReadToken(parse.GetValue(_tokenFile)),
+        MetricsEndPoint = parse.GetValue(_metricsListen),
     };
+
+    /// <summary>ADDR:PORT with an IP address (IPv6 in brackets) and an explicit port.</summary>
+    internal static bool TryParseEndPoint(string text, out IPEndPoint endPoint)
+    {
+        endPoint = null!;
+        var colon = text.LastIndexOf(':');
+        var address = colon > 0 ? text[..colon] : "";
+        if (address.Contains(':', StringComparison.Ordinal) && !(address.StartsWith('[') && address.EndsWith(']')))
+        {
+            return false; // an IPv6 address without brackets: its last group would be taken for the port
+        }
+        if (colon <= 0 || colon == text.Length - 1 || !IPEndPoint.TryParse(text, out var parsed))
+        {
+            return false;
+        }
+        endPoint = parsed;
+        return true;
+    }
 }

@@ -27,6 +27,7 @@ public sealed partial class ProtocolServer
         private long _phaseStarted;
         private int _headBytes;
         private long? _acknowledgedAtCut;
+        private long _firstByteAt;
         private volatile int _phase;
         private volatile bool _timedOut;
         private bool _authenticated;
@@ -88,11 +89,39 @@ public sealed partial class ProtocolServer
             ArrayPool<byte>.Shared.Return(_writeBuffer);
         }
 
-        public ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken) =>
-            _sender.SendAsync(data, cancellationToken);
+        public ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+        {
+            MarkFirstByte();
+            return _sender.SendAsync(data, cancellationToken);
+        }
 
-        public ValueTask SendFileAsync(FileStream file, long offset, long count, CancellationToken cancellationToken) =>
-            _sender.SendFileAsync(file, offset, count, cancellationToken);
+        public ValueTask SendFileAsync(FileStream file, long offset, long count, CancellationToken cancellationToken)
+        {
+            MarkFirstByte();
+            return _sender.SendFileAsync(file, offset, count, cancellationToken);
+        }
+
+        /// <summary>Notes when the response's first byte (of the body, when it has one) was handed to the socket.</summary>
+        private void MarkFirstByte()
+        {
+            if (_firstByteAt == 0)
+            {
+                _firstByteAt = Stopwatch.GetTimestamp();
+            }
+        }
+
+        /// <summary>One request's duration and time to first byte, by operation, status and cache result.</summary>
+        private void RecordMetrics(Opcode opcode, StatusCode status, bool cut, ResponseSource? source, long started)
+        {
+            var metrics = _server._metrics;
+            if (!metrics.Enabled)
+            {
+                return;
+            }
+            var now = Stopwatch.GetTimestamp();
+            double? firstByte = _firstByteAt == 0 ? null : Stopwatch.GetElapsedTime(started, _firstByteAt).TotalSeconds;
+            metrics.RecordRequest(opcode, status, cut, source, Stopwatch.GetElapsedTime(started, now).TotalSeconds, firstByte);
+        }
 
         private const int BusyPhase = 0;
         private const int IdlePhase = 1;
@@ -165,6 +194,7 @@ public sealed partial class ProtocolServer
         private async ValueTask<bool> HandleAsync(Frame frame)
         {
             var started = Stopwatch.GetTimestamp();
+            _firstByteAt = 0;
             Interlocked.Increment(ref _server._counters.Requests);
             Request request;
             try
@@ -175,7 +205,9 @@ public sealed partial class ProtocolServer
             {
                 _log.Warning("Bad {Opcode} request: {Reason}", frame.Header.Opcode, e.Message);
                 Interlocked.Increment(ref _server._counters.RequestsFailed);
-                return await TrySendErrorAsync(frame.Header.Opcode, StatusCode.BadRequest, e.Message);
+                var answered = await TrySendErrorAsync(frame.Header.Opcode, StatusCode.BadRequest, e.Message);
+                RecordMetrics(frame.Header.Opcode, StatusCode.BadRequest, !answered, null, started);
+                return answered;
             }
 
             if (request is AuthRequest auth)
@@ -187,7 +219,8 @@ public sealed partial class ProtocolServer
                 Interlocked.Increment(ref _server._counters.AuthRefused);
                 Interlocked.Increment(ref _server._counters.RequestsFailed);
                 _log.Warning("{Opcode} refused: no token presented on a server that requires one; closing", request.Opcode);
-                await TrySendErrorAsync(request.Opcode, StatusCode.Unauthorized, "this server requires a token (client: --token-file)");
+                var answered = await TrySendErrorAsync(request.Opcode, StatusCode.Unauthorized, "this server requires a token (client: --token-file)");
+                RecordMetrics(request.Opcode, StatusCode.Unauthorized, !answered, null, started);
                 return false;
             }
 
@@ -203,7 +236,9 @@ public sealed partial class ProtocolServer
             {
                 _log.Warning("{Opcode} {Name} refused: {Reason}", request.Opcode, name, nameError);
                 Interlocked.Increment(ref _server._counters.RequestsFailed);
-                return await TrySendErrorAsync(request.Opcode, StatusCode.BadRequest, nameError);
+                var answered = await TrySendErrorAsync(request.Opcode, StatusCode.BadRequest, nameError);
+                RecordMetrics(request.Opcode, StatusCode.BadRequest, !answered, null, started);
+                return answered;
             }
 
             SourceResult result;
@@ -221,7 +256,9 @@ public sealed partial class ProtocolServer
             {
                 _log.Error(e, "{Opcode} {Name} failed inside the server", request.Opcode, name);
                 Interlocked.Increment(ref _server._counters.RequestsFailed);
-                return await TrySendErrorAsync(request.Opcode, StatusCode.InternalError, "internal error; see the server log");
+                var answered = await TrySendErrorAsync(request.Opcode, StatusCode.InternalError, "internal error; see the server log");
+                RecordMetrics(request.Opcode, StatusCode.InternalError, !answered, null, started);
+                return answered;
             }
 
             var (head, body) = result;
@@ -270,6 +307,7 @@ public sealed partial class ProtocolServer
                 Interlocked.Increment(ref _server._counters.RequestsFailed);
             }
             LogRequest(request, name, head, sent, started, cut);
+            RecordMetrics(request.Opcode, head.Status, cut is not null, head.IsOk && request is GetRequest or StatRequest ? head.Source : null, started);
             if (sent > 0 && _server._options.Mptcp)
             {
                 Mptcp.LogSubflows(_log, _socket);
@@ -288,13 +326,16 @@ public sealed partial class ProtocolServer
                 Interlocked.Increment(ref _server._counters.AuthRefused);
                 Interlocked.Increment(ref _server._counters.RequestsFailed);
                 _log.Warning("AUTH refused: wrong token; closing");
-                await TrySendErrorAsync(Opcode.Auth, StatusCode.Unauthorized, "wrong token");
+                var answered = await TrySendErrorAsync(Opcode.Auth, StatusCode.Unauthorized, "wrong token");
+                RecordMetrics(Opcode.Auth, StatusCode.Unauthorized, !answered, null, started);
                 return false;
             }
             _authenticated = true;
             var head = new ResponseHead(StatusCode.Ok, expected is null ? "no token needed" : "authenticated");
             var length = WireCodec.EncodeResponse(Opcode.Auth, head, _writeBuffer);
+            MarkFirstByte();
             await _sender.SendAsync(_writeBuffer.AsMemory(0, length), Abort);
+            RecordMetrics(Opcode.Auth, StatusCode.Ok, false, null, started);
             _log.Debug("AUTH Ok in {ElapsedMs:0.###} ms", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             return true;
         }
@@ -308,6 +349,7 @@ public sealed partial class ProtocolServer
                 {
                     var length = WireCodec.EncodeResponse(opcode, head, frame);
                     _headBytes = length;
+                    MarkFirstByte();
                     await _sender.SendAsync(frame.AsMemory(0, length), Abort);
                     return 0;
                 }
@@ -321,6 +363,7 @@ public sealed partial class ProtocolServer
             _headBytes = headLength;
             if (body is null || body.Length == 0)
             {
+                MarkFirstByte();
                 await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength), Abort);
                 return 0;
             }
@@ -337,6 +380,7 @@ public sealed partial class ProtocolServer
             }
             if (small)
             {
+                MarkFirstByte();
                 await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength + (int)body.Length), Abort);
                 return body.Length;
             }
@@ -382,6 +426,7 @@ public sealed partial class ProtocolServer
             try
             {
                 var length = WireCodec.EncodeResponse(opcode, ResponseHead.Error(status, message), _writeBuffer);
+                MarkFirstByte();
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Abort);
                 timeout.CancelAfter(_server._options.HeaderTimeout);
                 await _sender.SendAsync(_writeBuffer.AsMemory(0, length), timeout.Token);

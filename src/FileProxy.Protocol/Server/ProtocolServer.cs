@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Security;
 using System.Security.Authentication;
 using System.Net.Sockets;
+using FileProxy.Protocol.Metrics;
 using FileProxy.Protocol.Transport;
 using FileProxy.Protocol.Wire;
 using Serilog;
@@ -31,6 +32,8 @@ public sealed partial class ProtocolServer : IAsyncDisposable
     private readonly Timer _heartbeat;
     private readonly Lock _connectionsLock = new();
     private readonly ServerCounters _counters = new();
+    private readonly ServerMetrics _metrics;
+    private readonly MetricsEndpoint? _metricsEndpoint;
     private Task? _acceptLoop;
     private readonly Lazy<Task> _stopped;
     private readonly int _connectionLimit;
@@ -44,6 +47,17 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         _log = (log ?? Log.Logger).ForContext<ProtocolServer>();
         _stopped = new Lazy<Task>(StopOnceAsync);
         _listener = options.ListenSocket ?? SocketSetup.Listen(options.EndPoint, options.Mptcp);
+        _metrics = new ServerMetrics(Counters);
+        try
+        {
+            _metricsEndpoint = options.MetricsEndPoint is { } metricsAt ? new MetricsEndpoint(metricsAt, _metrics.Meter, _log) : null;
+        }
+        catch
+        {
+            _metrics.Dispose();
+            _listener.Dispose();
+            throw;
+        }
         _connectionLimit = ConnectionLimit(options.MaxConnections, Native.Posix.GetFileLimit(), Native.Posix.OpenDescriptorCount() ?? 0);
         LocalEndPoint = (IPEndPoint)_listener.LocalEndPoint!;
         var beat = TimeSpan.FromMilliseconds(Math.Clamp(
@@ -66,6 +80,10 @@ public sealed partial class ProtocolServer : IAsyncDisposable
 
     public IFileSource Source => _source;
 
+    /// <summary>Where metrics are served (the real port when port 0 was asked for); null without
+    /// <see cref="ProtocolServerOptions.MetricsEndPoint"/>.</summary>
+    public IPEndPoint? MetricsEndPoint => _metricsEndpoint?.LocalEndPoint;
+
     /// <summary>Starts accepting connections.</summary>
     public void Start()
     {
@@ -80,6 +98,7 @@ public sealed partial class ProtocolServer : IAsyncDisposable
                 Native.Posix.GetFileLimit()?.Soft, _connectionLimit, _options.MaxConnections);
         }
         _acceptLoop = AcceptLoopAsync();
+        _metricsEndpoint?.Start();
     }
 
     /// <summary>Stops accepting, lets running transfers finish for up to the drain timeout, then cuts the rest.</summary>
@@ -108,6 +127,10 @@ public sealed partial class ProtocolServer : IAsyncDisposable
                     ActiveConnections, CutGrace.TotalMilliseconds);
             }
         }
+        if (_metricsEndpoint is not null)
+        {
+            await _metricsEndpoint.DisposeAsync();
+        }
         _log.Information("Stopped");
     }
 
@@ -130,6 +153,7 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         }
         await StopAsync();
         await _heartbeat.DisposeAsync();
+        _metrics.Dispose();
         _stopping.Dispose();
         _aborting.Dispose();
     }

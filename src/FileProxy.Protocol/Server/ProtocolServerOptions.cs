@@ -35,6 +35,10 @@ public sealed record ProtocolServerOptions
     /// <summary>A shared secret every connection must present (AUTH) before any other request; null for none.</summary>
     public string? Token { get; init; }
 
+    /// <summary>Where to serve Prometheus metrics over HTTP (<c>/metrics</c>); null for nowhere. Port 0 takes a free
+    /// port, logged and in <see cref="ProtocolServer.MetricsEndPoint"/>.</summary>
+    public IPEndPoint? MetricsEndPoint { get; init; }
+
     /// <summary>A socket already bound and listening (socket activation, tests that own their ports): the server
     /// accepts on it instead of binding <see cref="EndPoint"/>, and closes it when it stops.</summary>
     public Socket? ListenSocket { get; init; }
