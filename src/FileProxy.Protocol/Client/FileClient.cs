@@ -126,6 +126,17 @@ public sealed class FileClient : IAsyncDisposable
     public Task<ResponseHead> PurgeAsync(string name, CancellationToken cancellationToken = default) =>
         RequestAsync(new PurgeRequest(name), cancellationToken);
 
+    /// <summary>Asks for one page of a directory's entries (<paramref name="directory"/> empty: the root) after
+    /// <paramref name="cursor"/>. A peer that does not know LIST (an older version answers <c>0xFF</c> / BadRequest
+    /// `unknown opcode`, and keeps the connection open) is answered here as NotSupported, saying so.</summary>
+    public async Task<ResponseHead> ListAsync(string directory, string cursor = "", ushort limit = 0, CancellationToken cancellationToken = default)
+    {
+        var head = await RequestAsync(new ListRequest(directory, cursor, limit), cancellationToken);
+        return head is { OnErrorFrame: true, Status: StatusCode.BadRequest }
+            ? ResponseHead.Error(StatusCode.NotSupported, $"the server does not support LIST (it answered: {head.Message})")
+            : head;
+    }
+
     /// <summary>Sends a GET and reads the response head. When Ok, read the body from the returned response.</summary>
     public async Task<GetResponse> GetAsync(GetRequest request, CancellationToken cancellationToken = default)
     {
