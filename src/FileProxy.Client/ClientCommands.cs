@@ -12,7 +12,7 @@ using Serilog;
 namespace FileProxy.Client;
 
 /// <summary>The client's command line: fetch a file (the default), stat, stats and purge.</summary>
-internal static class ClientCommands
+internal static partial class ClientCommands
 {
     private static readonly Option<PeerAddress[]> Proxy = new("--proxy", "-p")
     {
@@ -108,6 +108,7 @@ internal static class ClientCommands
         root.Subcommands.Add(StatCommand());
         root.Subcommands.Add(StatsCommand());
         root.Subcommands.Add(PurgeCommand());
+        root.Subcommands.Add(ListCommand());
         return root;
     }
 
@@ -121,11 +122,24 @@ internal static class ClientCommands
         };
         var offset = CommandLine.SizeOption("--offset", "Fetch from this byte on (a range: the digest is checked only for whole files)", 0);
         var length = CommandLine.SizeOption("--length", "Fetch at most this many bytes (default: to the end)");
-        var command = new Command(name, description) { fileName, output, offset, length, Multipath };
+        var recursive = new Option<bool>("--recursive", "-r")
+        {
+            Description = "NAME is a directory: fetch every file under it (see 'list'), each to its whole name under the current directory or -o DIR",
+        };
+        var command = new Command(name, description) { fileName, output, offset, length, Multipath, recursive };
         AddPeerOptions(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var rawName = parse.GetValue(fileName)!;
+            if (parse.GetValue(recursive))
+            {
+                if (parse.GetResult(offset) is { Implicit: false } || parse.GetResult(length) is not null || parse.GetValue(output) == "-")
+                {
+                    await Console.Error.WriteLineAsync("error: -r fetches whole files into a directory: --offset, --length and -o - do not go with it");
+                    return ExitCodes.UsageError;
+                }
+                return await FetchTreeAsync(parse, rawName, parse.GetValue(output), cancellationToken);
+            }
             if (!SafeName.TryCreate(rawName, out var safeName, out var error))
             {
                 await Console.Error.WriteLineAsync($"error: refusing name '{rawName}': {error}");
