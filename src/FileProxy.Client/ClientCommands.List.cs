@@ -76,15 +76,7 @@ internal static partial class ClientCommands
     {
         directory = null;
         error = null;
-        if (raw is "" or ".")
-        {
-            return true;
-        }
-        if (!SafeName.TryCreate(raw, out directory, out error))
-        {
-            return false;
-        }
-        return true;
+        return raw is "" or "." || SafeName.TryCreate(raw, out directory, out error);
     }
 
     /// <summary>One entry: <c>-  SIZE  NAME</c> for a file, <c>d  -  NAME/</c> for a directory, as <c>ls -l</c> would

@@ -128,6 +128,10 @@ public sealed class DirectorySource : IFileSource
             {
                 return ResponseHead.Error(StatusCode.Forbidden, $"'{label}': permission denied");
             }
+            catch (DirectoryNotFoundException)
+            {
+                return ResponseHead.Error(StatusCode.NotFound, $"'{label}' not found"); // removed while being read
+            }
             names.Sort(NameOrder.Instance);
             var entries = new List<ListEntry>(Math.Min(limit, names.Count));
             var next = 0;

@@ -65,10 +65,6 @@ public static class DirectoryTree
                     break;
                 }
                 var page = head.Listing!;
-                if (cursor.Length > 0 && page.Entries.Count > 0 && NameOrder.Instance.Compare(page.Entries[0].Name, cursor) <= 0)
-                {
-                    throw new UpstreamException($"{client.RemoteEndPoint} broke the protocol: a LIST page went back before its cursor");
-                }
                 foreach (var entry in page.Entries)
                 {
                     if (!Join(current, entry.Name, out var name))

@@ -304,7 +304,7 @@ public sealed partial class ProtocolServer
 
         private async ValueTask<long> SendResponseAsync(Opcode opcode, ResponseHead head, IResponseBody? body)
         {
-            if (opcode is Opcode.Stats or Opcode.List && head.IsOk)
+            if (head.IsOk && opcode is Opcode.Stats or Opcode.List) // up to a whole frame: more than the write buffer
             {
                 var frame = ArrayPool<byte>.Shared.Rent(WireCodec.MaxResponseFrame);
                 try

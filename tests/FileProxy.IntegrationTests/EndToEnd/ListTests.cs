@@ -155,7 +155,7 @@ public sealed class ListTests(ITestOutputHelper output)
     public async Task An_older_peer_that_does_not_know_LIST_is_reported_as_not_supporting_it_and_the_connection_goes_on()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        await using var older = OlderPeer.Start(deadline.Token);
+        await using var older = ScriptedPeer.Start(ScriptedPeer.OlderServersAnswer, deadline.Token);
         await using var client = await FileClient.ConnectAsync("127.0.0.1", older.Port, cancellationToken: deadline.Token);
 
         var head = await client.ListAsync("", cancellationToken: deadline.Token);
@@ -167,6 +167,25 @@ public sealed class ListTests(ITestOutputHelper output)
         again.Status.Should().Be(StatusCode.NotSupported, "the older peer keeps the connection open");
         run.ExitCode.Should().Be(4);
         run.StandardError.Should().Contain("error: NotSupported: the server does not support LIST");
+    }
+
+    [Fact]
+    public async Task A_peer_whose_pages_do_not_move_on_is_a_broken_peer_not_an_endless_listing()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var buffer = new byte[WireCodec.MaxResponseFrame];
+        var same = new ResponseHead(StatusCode.Ok, "") { Listing = new DirectoryPage([new ListEntry("a", EntryType.File, 1, "v")], "a") };
+        await using var peer = ScriptedPeer.Start(buffer[..WireCodec.EncodeResponse(Opcode.List, same, buffer)], deadline.Token);
+        await using var client = await FileClient.ConnectAsync("127.0.0.1", peer.Port, cancellationToken: deadline.Token);
+
+        var first = await client.ListAsync("", cancellationToken: deadline.Token);
+        var again = () => client.ListAsync("", first.Listing!.Next, cancellationToken: deadline.Token);
+        var run = await ClientProcess.RunAsync(output, ["list", "--proxy", $"127.0.0.1:{peer.Port}"], deadline.Token);
+
+        first.IsOk.Should().BeTrue();
+        await again.Should().ThrowAsync<UpstreamException>().WithMessage("*a LIST page did not go on after its cursor");
+        run.ExitCode.Should().Be(5);
+        run.StandardError.Should().Contain("broke the protocol: a LIST page did not go on after its cursor");
     }
 
     [Fact]
@@ -289,17 +308,21 @@ public sealed class ListTests(ITestOutputHelper output)
     [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
     private static extern int mkfifo([System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path, int mode);
 
-    /// <summary>A peer that answers as a version-1 server from before LIST: every frame with the bytes such a server
-    /// sent back to a LIST (captured from one: 0xFF / BadRequest "unknown opcode 0x06"), the connection left open.</summary>
-    private sealed class OlderPeer : IAsyncDisposable
+    /// <summary>A peer that answers every request frame with the same bytes, the connection left open.</summary>
+    private sealed class ScriptedPeer : IAsyncDisposable
     {
-        private static readonly byte[] Answer = Convert.FromHexString("465001ff00000016020013756e6b6e6f776e206f70636f64652030783036");
+        /// <summary>What a version-1 server from before LIST sent back to one (captured from such a server): 0xFF /
+        /// BadRequest "unknown opcode 0x06".</summary>
+        public static readonly byte[] OlderServersAnswer = Convert.FromHexString("465001ff00000016020013756e6b6e6f776e206f70636f64652030783036");
+
+        private readonly byte[] _answer;
         private readonly TcpListener _listener;
         private readonly CancellationTokenSource _stop;
         private readonly Task _loop;
 
-        private OlderPeer(CancellationToken cancellationToken)
+        private ScriptedPeer(byte[] answer, CancellationToken cancellationToken)
         {
+            _answer = answer;
             _listener = new TcpListener(IPAddress.Loopback, 0);
             _listener.Start();
             _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -308,7 +331,7 @@ public sealed class ListTests(ITestOutputHelper output)
 
         public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
-        public static OlderPeer Start(CancellationToken cancellationToken) => new(cancellationToken);
+        public static ScriptedPeer Start(byte[] answer, CancellationToken cancellationToken) => new(answer, cancellationToken);
 
         private async Task AcceptAsync(CancellationToken cancellationToken)
         {
@@ -318,7 +341,7 @@ public sealed class ListTests(ITestOutputHelper output)
                 while (true)
                 {
                     var socket = await _listener.AcceptSocketAsync(cancellationToken);
-                    connections.Add(ServeAsync(socket, cancellationToken));
+                    connections.Add(ServeAsync(socket, _answer, cancellationToken));
                 }
             }
             catch (OperationCanceledException)
@@ -327,7 +350,7 @@ public sealed class ListTests(ITestOutputHelper output)
             await Task.WhenAll(connections);
         }
 
-        private static async Task ServeAsync(Socket socket, CancellationToken cancellationToken)
+        private static async Task ServeAsync(Socket socket, byte[] answer, CancellationToken cancellationToken)
         {
             using (socket)
             {
@@ -340,7 +363,7 @@ public sealed class ListTests(ITestOutputHelper output)
                         await stream.ReadExactlyAsync(header, cancellationToken);
                         var payload = new byte[System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(4))];
                         await stream.ReadExactlyAsync(payload, cancellationToken);
-                        await stream.WriteAsync(Answer, cancellationToken);
+                        await stream.WriteAsync(answer, cancellationToken);
                     }
                 }
                 catch (Exception e) when (e is OperationCanceledException or EndOfStreamException or IOException or SocketException)
