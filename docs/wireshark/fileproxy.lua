@@ -12,15 +12,17 @@
 local fp = Proto("fileproxy", "FileProxy")
 
 local opcodes = {
-    [0x01] = "GET", [0x02] = "STAT", [0x03] = "STATS", [0x04] = "PURGE",
+    [0x01] = "GET", [0x02] = "STAT", [0x03] = "STATS", [0x04] = "PURGE", [0x05] = "AUTH", [0x06] = "LIST",
     [0x81] = "GET response", [0x82] = "STAT response", [0x83] = "STATS response", [0x84] = "PURGE response",
+    [0x85] = "AUTH response", [0x86] = "LIST response",
     [0xFF] = "Error",
 }
 local statuses = {
     [0] = "Ok", [1] = "NotFound", [2] = "BadRequest", [3] = "Forbidden", [4] = "UpstreamUnavailable",
     [5] = "RangeNotSatisfiable", [6] = "Busy", [7] = "InternalError", [8] = "VersionMismatch",
-    [9] = "UnsupportedVersion", [10] = "UpstreamIntegrityError", [11] = "NotSupported",
+    [9] = "UnsupportedVersion", [10] = "UpstreamIntegrityError", [11] = "NotSupported", [12] = "Unauthorized",
 }
+local entry_types = { [1] = "file", [2] = "directory" }
 local sources = {
     [0] = "Origin", [1] = "CacheHit", [2] = "CacheMiss", [3] = "CacheCoalesced", [4] = "PassThrough", [5] = "StaleHit",
 }
@@ -45,6 +47,16 @@ local f = {
     counter_count = ProtoField.uint16("fileproxy.counter_count", "Counters", base.DEC),
     counter_name = ProtoField.string("fileproxy.counter_name", "Counter", base.UNICODE),
     counter_value = ProtoField.int64("fileproxy.counter_value", "Value", base.DEC),
+    token_length = ProtoField.uint16("fileproxy.token_length", "Token length (the token is not shown)", base.DEC),
+    directory = ProtoField.string("fileproxy.directory", "Directory", base.UNICODE),
+    cursor = ProtoField.string("fileproxy.cursor", "Cursor", base.UNICODE),
+    limit = ProtoField.uint16("fileproxy.limit", "Limit", base.DEC),
+    entry_count = ProtoField.uint16("fileproxy.entry_count", "Entries", base.DEC),
+    entry_type = ProtoField.uint8("fileproxy.entry_type", "Type", base.DEC, entry_types),
+    entry_name = ProtoField.string("fileproxy.entry_name", "Entry", base.UNICODE),
+    entry_size = ProtoField.uint64("fileproxy.entry_size", "Size", base.DEC),
+    entry_version = ProtoField.string("fileproxy.entry_version", "Version tag", base.UNICODE),
+    next_cursor = ProtoField.string("fileproxy.next_cursor", "Next cursor", base.UNICODE),
     body = ProtoField.bytes("fileproxy.body", "Body bytes"),
     body_position = ProtoField.uint64("fileproxy.body_position", "Body bytes so far", base.DEC),
 }
@@ -87,6 +99,15 @@ local function dissect_payload(tvb, tree, opcode, at, stop, pinfo)
         info = string.format("%s %s", opcodes[opcode], name)
     elseif opcode == 0x03 then
         info = "STATS"
+    elseif opcode == 0x05 then
+        local n = tvb(at, 2):uint(); tree:add(f.token_length, tvb(at, 2)); at = at + 2 + n
+        info = string.format("AUTH (token of %d bytes)", n)
+    elseif opcode == 0x06 then
+        local dir; dir, at = str16(tvb, tree, f.directory, at)
+        local cursor; cursor, at = str16(tvb, tree, f.cursor, at)
+        local limit = tvb(at, 2):uint(); tree:add(f.limit, tvb(at, 2)); at = at + 2
+        info = string.format("LIST %s%s%s", dir == "" and "." or dir, cursor ~= "" and (" after " .. cursor) or "",
+            limit ~= 0 and string.format(" (at most %d)", limit) or "")
     else
         local status = tvb(at, 1):uint(); tree:add(f.status, tvb(at, 1)); at = at + 1
         local message; message, at = str16(tvb, tree, f.message, at)
@@ -113,6 +134,20 @@ local function dissect_payload(tvb, tree, opcode, at, stop, pinfo)
                 item:set_text(string.format("%s = %s", name, tostring(tvb(at - 8, 8):int64())))
             end
             info = info .. string.format(" (%d counters)", count)
+        elseif opcode == 0x86 then
+            local count = tvb(at, 2):uint(); tree:add(f.entry_count, tvb(at, 2)); at = at + 2
+            for _ = 1, count do
+                local start = at
+                local item = tree:add(fp, tvb(at, 1), "Entry")
+                local kind = tvb(at, 1):uint(); item:add(f.entry_type, tvb(at, 1)); at = at + 1
+                local name; name, at = str16(tvb, item, f.entry_name, at)
+                local size = tvb(at, 8):uint64(); item:add(f.entry_size, tvb(at, 8)); at = at + 8
+                local _; _, at = str16(tvb, item, f.entry_version, at)
+                item:set_len(at - start)
+                item:set_text(string.format("%s %s (%s bytes)", entry_types[kind] or tostring(kind), name, tostring(size)))
+            end
+            local next; next, at = str16(tvb, tree, f.next_cursor, at)
+            info = info .. string.format(" (%d entries%s)", count, next ~= "" and (", more after " .. next) or "")
         end
     end
     if at ~= stop then

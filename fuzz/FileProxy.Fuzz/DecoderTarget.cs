@@ -10,7 +10,7 @@ namespace FileProxy.Fuzz;
 /// </summary>
 internal static class DecoderTarget
 {
-    private static readonly Opcode[] RequestOpcodes = [Opcode.Get, Opcode.Stat, Opcode.Stats, Opcode.Purge];
+    private static readonly Opcode[] RequestOpcodes = [Opcode.Get, Opcode.Stat, Opcode.Stats, Opcode.Purge, Opcode.List];
 
     public static void Run(ReadOnlySpan<byte> input)
     {

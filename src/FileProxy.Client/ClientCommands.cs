@@ -12,7 +12,7 @@ using Serilog;
 namespace FileProxy.Client;
 
 /// <summary>The client's command line: fetch a file (the default), stat, stats and purge.</summary>
-internal static class ClientCommands
+internal static partial class ClientCommands
 {
     private static readonly Option<PeerAddress[]> Proxy = new("--proxy", "-p")
     {
@@ -118,6 +118,7 @@ internal static class ClientCommands
         root.Subcommands.Add(StatCommand());
         root.Subcommands.Add(StatsCommand());
         root.Subcommands.Add(PurgeCommand());
+        root.Subcommands.Add(ListCommand());
         return root;
     }
 
@@ -154,12 +155,31 @@ internal static class ClientCommands
             }
         });
         var flat = new Option<bool>("--flat") { Description = "With several names: write each by its last segment only, not under its directories (two names with the same last segment are an error)" };
-        var command = new Command(name, description) { fileNames, output, offset, length, input, parallel, flat, Quiet, Json, Multipath };
+        var recursive = new Option<bool>("--recursive", "-r")
+        {
+            Description = "NAME is a directory: fetch every file under it (see 'list'), each to its whole name under the current directory or -o DIR",
+        };
+        var command = new Command(name, description) { fileNames, output, offset, length, input, parallel, flat, Quiet, Json, Multipath, recursive };
         AddPeerOptions(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var given = parse.GetValue(fileNames) ?? [];
             var mode = parse.GetValue(Json) ? OutputMode.Json : parse.GetValue(Quiet) ? OutputMode.Quiet : OutputMode.Normal;
+            if (parse.GetValue(recursive))
+            {
+                if (given.Length != 1 || parse.GetValue(input) is not null)
+                {
+                    await Console.Error.WriteLineAsync("error: -r takes one directory NAME (and no -i list)");
+                    return ExitCodes.UsageError;
+                }
+                if (parse.GetResult(offset) is { Implicit: false } || parse.GetResult(length) is not null || parse.GetValue(output) == "-")
+                {
+                    await Console.Error.WriteLineAsync("error: -r fetches whole files into a directory: --offset, --length and -o - do not go with it");
+                    return ExitCodes.UsageError;
+                }
+                return await FetchTreeAsync(parse, given[0], parse.GetValue(output), parse.GetValue(parallel), parse.GetValue(flat), mode,
+                    cancellationToken);
+            }
             if (parse.GetValue(input) is null && given.Length == 1)
             {
                 return await GetOneAsync(parse, given[0], output, offset, length, mode, cancellationToken);
@@ -276,7 +296,16 @@ internal static class ClientCommands
                 return ExitCodes.UsageError;
             }
         }
-        var (items, conflict) = Batch.Plan(names, directory, parse.GetValue(flat));
+        return await RunBatchAsync(parse, names, directory, parse.GetValue(flat), parse.GetValue(parallel), mode, cancellationToken);
+    }
+
+    /// <summary>Fetches <paramref name="names"/> under <paramref name="directory"/> (each by its relative path, or its
+    /// last segment with <paramref name="flat"/>), <paramref name="workers"/> at a time over kept connections, then
+    /// one summary line. The one place where many files are fetched: several names, -i and -r all end here.</summary>
+    private static async Task<int> RunBatchAsync(ParseResult parse, IReadOnlyList<string> names, string directory, bool flat,
+        int workers, OutputMode mode, CancellationToken cancellationToken)
+    {
+        var (items, conflict) = Batch.Plan(names, directory, flat);
         if (conflict is not null)
         {
             await Console.Error.WriteLineAsync($"error: {conflict}");
@@ -284,7 +313,6 @@ internal static class ClientCommands
         }
         var peers = parse.GetValue(Proxy)!;
         var multipath = parse.GetValue(Multipath) ?? MultipathMode.Adaptive;
-        var workers = parse.GetValue(parallel);
         return await WithOptionsAsync(parse, async (options, limited) =>
         {
             await using var report = ClientOutput.Start(mode);

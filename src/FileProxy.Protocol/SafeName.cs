@@ -17,6 +17,17 @@ public sealed class SafeName : IEquatable<SafeName>
 
     public string Value { get; }
 
+    /// <summary>This name with one more segment: <c>this/entry</c>, if that is a name (no longer than the limit).</summary>
+    public bool TryAppend(string entry, [NotNullWhen(true)] out SafeName? child, [NotNullWhen(false)] out string? error)
+    {
+        child = null;
+        if (!IsEntryName(entry, out error))
+        {
+            return false;
+        }
+        return TryCreate(Value + "/" + entry, out child, out error);
+    }
+
     /// <summary>The last segment: the default output file name on the client.</summary>
     public string FileName => Value[(Value.LastIndexOf('/') + 1)..];
 
@@ -33,6 +44,13 @@ public sealed class SafeName : IEquatable<SafeName>
         }
         safeName = new SafeName(name!);
         return true;
+    }
+
+    /// <summary>Whether <paramref name="name"/> can be one entry of a directory: a name by the rules, of one segment.</summary>
+    public static bool IsEntryName(string? name, [NotNullWhen(false)] out string? error)
+    {
+        error = Check(name) ?? (name!.Contains('/', StringComparison.Ordinal) ? "an entry name has no '/'" : null);
+        return error is null;
     }
 
     public static SafeName Create(string name) =>

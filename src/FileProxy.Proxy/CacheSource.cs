@@ -112,6 +112,25 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         }
     }
 
+    /// <summary>Forwards a LIST to the origin, every time: listings are not cached (a directory changes without a
+    /// version tag of its own to revalidate against, and a LIST is one small round trip). The origin's errors are
+    /// relayed as for GET; an unreachable origin is UpstreamUnavailable (there is no stale listing to serve).</summary>
+    public async ValueTask<ResponseHead> ListAsync(SafeName? directory, string cursor, int limit, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var head = await _upstream.RunAsync(
+                client => client.ListAsync(directory?.Value ?? "", cursor, (ushort)limit, cancellationToken), cancellationToken);
+            return head.IsOk ? head : Relay(head);
+        }
+        catch (UpstreamException e)
+        {
+            Interlocked.Increment(ref _counters.UpstreamFailures);
+            _log.Warning("Origin unreachable to list {Name}: {Reason}", directory?.Value ?? ".", e.Message);
+            return ResponseHead.Error(StatusCode.UpstreamUnavailable, $"origin unreachable: {e.Message}");
+        }
+    }
+
     public ValueTask<ResponseHead> PurgeAsync(SafeName name, CancellationToken cancellationToken)
     {
         if (!_options.AllowPurge)

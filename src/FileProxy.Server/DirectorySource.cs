@@ -82,6 +82,90 @@ public sealed class DirectorySource : IFileSource
     public ValueTask<ResponseHead> PurgeAsync(SafeName name, CancellationToken cancellationToken) =>
         ValueTask.FromResult(ResponseHead.Error(StatusCode.NotSupported, "this is an origin server; it has no cache to purge"));
 
+    /// <summary>
+    /// One page of a directory under the root: its regular files (size and version tag as GET reports them) and
+    /// subdirectories, in <see cref="NameOrder"/>. The directory is opened once and read through that descriptor, so
+    /// a symlink swapped in cannot lead the listing outside the root. A symlink inside it is listed as what it points
+    /// to when that stays under the root; one that leads outside (or nowhere) is left out, as are special files and
+    /// names a GET could not ask for (control characters, a backslash, too long with the directory).
+    /// </summary>
+    public async ValueTask<ResponseHead> ListAsync(SafeName? directory, string cursor, int limit, CancellationToken cancellationToken)
+    {
+        // Off the socket engine's thread, as for GET: reading a large directory takes a while.
+        await Task.Yield();
+        var label = directory?.Value ?? ".";
+        var error = Posix.TryOpenDirectory(directory is null ? Root : Path.Join(Root, directory.RelativePath), out var handle);
+        if (error != 0)
+        {
+            return error switch
+            {
+                13 => ResponseHead.Error(StatusCode.Forbidden, $"'{label}': permission denied"), // EACCES
+                20 => ResponseHead.Error(StatusCode.NotFound, $"'{label}' is not a directory"), // ENOTDIR
+                _ => ResponseHead.Error(StatusCode.NotFound, $"'{label}' not found"),
+            };
+        }
+        using (handle)
+        {
+            var opened = Posix.OpenedPath(handle!);
+            if (opened is null || (opened != Root && !opened.StartsWith(_rootPrefix, StringComparison.Ordinal)))
+            {
+                _log.Warning("Refused to list {Name}: resolves to {Target}, outside the root", label, opened);
+                return ResponseHead.Error(StatusCode.Forbidden, $"'{label}' resolves outside the served directory");
+            }
+            var through = $"/proc/self/fd/{handle!.DangerousGetHandle()}";
+            var prefixBytes = directory is null ? 0 : System.Text.Encoding.UTF8.GetByteCount(directory.Value) + 1;
+            List<string> names;
+            try
+            {
+                names = [.. Directory.EnumerateFileSystemEntries(through)
+                    .Select(Path.GetFileName)
+                    .OfType<string>()
+                    .Where(name => (cursor.Length == 0 || NameOrder.Instance.Compare(name, cursor) > 0)
+                        && SafeName.IsEntryName(name, out _)
+                        && prefixBytes + System.Text.Encoding.UTF8.GetByteCount(name) <= ProtocolLimits.MaxNameBytes)];
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return ResponseHead.Error(StatusCode.Forbidden, $"'{label}': permission denied");
+            }
+            catch (DirectoryNotFoundException)
+            {
+                return ResponseHead.Error(StatusCode.NotFound, $"'{label}' not found"); // removed while being read
+            }
+            names.Sort(NameOrder.Instance);
+            var entries = new List<ListEntry>(Math.Min(limit, names.Count));
+            var next = 0;
+            for (; next < names.Count && entries.Count < limit; next++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (Describe(through, names[next]) is { } entry)
+                {
+                    entries.Add(entry);
+                }
+            }
+            return new ResponseHead(StatusCode.Ok, "") { Listing = DirectoryPage.Of(entries, more: next < names.Count) };
+        }
+    }
+
+    /// <summary>An entry as a GET would see it, or null when a GET would not serve it.</summary>
+    private ListEntry? Describe(string directory, string name)
+    {
+        var path = directory + "/" + name;
+        if (Posix.TryStatLink(path, out var status) != 0)
+        {
+            return null; // gone since the directory was read
+        }
+        if (status.IsSymbolicLink
+            && (Posix.RealPath(path) is not { } target || (target != Root && !target.StartsWith(_rootPrefix, StringComparison.Ordinal))
+                || Posix.TryStat(path, out status) != 0))
+        {
+            return null; // leads outside the root, or nowhere
+        }
+        return status.IsRegularFile ? new ListEntry(name, EntryType.File, status.Size, status.VersionTag)
+            : status.IsDirectory ? new ListEntry(name, EntryType.Directory, 0, "")
+            : null;
+    }
+
     /// <summary>Opens a file under the root with its metadata, or says why not.</summary>
     private async ValueTask<(ResponseHead Head, FileStream? File)> OpenAsync(SafeName name, CancellationToken cancellationToken)
     {

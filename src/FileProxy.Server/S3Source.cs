@@ -157,6 +157,88 @@ public sealed class S3Source : IFileSource, IAsyncDisposable
     public async ValueTask<ResponseHead> StatAsync(SafeName name, CancellationToken cancellationToken) =>
         (await HeadAsync(name, cancellationToken)).Head;
 
+    /// <summary>
+    /// One page of the "directory" <c>PREFIX/DIR/</c>: ListObjectsV2 with delimiter '/', its common prefixes as
+    /// directories and its objects as files (size and version tag as GET reports them). Pages go on after the cursor
+    /// with StartAfter, so a page can end anywhere. A key that is not a name a GET could take (a directory marker
+    /// <c>DIR/</c>, a control character, an empty segment) is left out; so is a common prefix of the same name as an
+    /// object (the object is listed; LIST of that name still shows what is under it). A directory with nothing under
+    /// it does not exist in S3: NotFound.
+    /// </summary>
+    public async ValueTask<ResponseHead> ListAsync(SafeName? directory, string cursor, int limit, CancellationToken cancellationToken)
+    {
+        var label = directory?.Value ?? ".";
+        var prefix = directory is null ? Prefix : Prefix + directory.Value + "/";
+        var found = new SortedDictionary<string, ListEntry>(NameOrder.Instance);
+        var request = new ListObjectsV2Request
+        {
+            BucketName = Bucket,
+            Prefix = prefix,
+            Delimiter = "/",
+            MaxKeys = Math.Min(limit + 1, 1000),
+            StartAfter = cursor.Length > 0 ? prefix + cursor : null,
+        };
+        var anything = false;
+        bool truncated;
+        var calls = 0;
+        do
+        {
+            ListObjectsV2Response response;
+            try
+            {
+                response = await _s3.ListObjectsV2Async(request, cancellationToken);
+            }
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Forbidden)
+            {
+                _log.Warning("LIST {Prefix} refused by the object store: {Reason}", prefix, Describe(e));
+                return ResponseHead.Error(StatusCode.Forbidden, $"'{label}': access denied by the object store");
+            }
+            catch (Exception e) when (IsStoreFailure(e) && !cancellationToken.IsCancellationRequested)
+            {
+                _log.Warning("LIST {Prefix}: the object store failed: {Reason}", prefix, e is AmazonS3Exception s3 ? Describe(s3) : e.Message);
+                return ResponseHead.Error(StatusCode.UpstreamUnavailable, $"object store failed: {(e is AmazonS3Exception s ? Describe(s) : e.Message)}");
+            }
+            calls++;
+            foreach (var common in response.CommonPrefixes ?? [])
+            {
+                anything = true;
+                var name = common[prefix.Length..].TrimEnd('/');
+                if (Listable(directory, name, cursor))
+                {
+                    found.TryAdd(name, new ListEntry(name, EntryType.Directory, 0, ""));
+                }
+            }
+            foreach (var item in response.S3Objects ?? [])
+            {
+                anything = true;
+                var name = item.Key[prefix.Length..];
+                if (Listable(directory, name, cursor))
+                {
+                    var size = item.Size ?? 0;
+                    found[name] = new ListEntry(name, EntryType.File, size, VersionTag(Unquote(item.ETag), size));
+                }
+            }
+            truncated = response.IsTruncated == true;
+            request.ContinuationToken = response.NextContinuationToken;
+            // Left-out keys may leave a page short: ask on, a few times, rather than answer an empty page.
+        }
+        while (truncated && found.Count <= limit && calls < 8);
+        if (!anything && directory is not null && cursor.Length == 0)
+        {
+            return ResponseHead.Error(StatusCode.NotFound, $"'{label}' not found (no objects under it)");
+        }
+        var entries = found.Values.Take(limit).ToList();
+        var more = found.Count > limit || (truncated && entries.Count > 0);
+        return new ResponseHead(StatusCode.Ok, "") { Listing = DirectoryPage.Of(entries, more) };
+    }
+
+    /// <summary>Whether a key's part under the listed prefix is an entry a GET could take, after the cursor.</summary>
+    private static bool Listable(SafeName? directory, string name, string cursor) =>
+        SafeName.IsEntryName(name, out _)
+        && (cursor.Length == 0 || NameOrder.Instance.Compare(name, cursor) > 0)
+        && (directory is null ? 0 : System.Text.Encoding.UTF8.GetByteCount(directory.Value) + 1) + System.Text.Encoding.UTF8.GetByteCount(name)
+            <= ProtocolLimits.MaxNameBytes;
+
     public ValueTask<ResponseHead> PurgeAsync(SafeName name, CancellationToken cancellationToken) =>
         ValueTask.FromResult(ResponseHead.Error(StatusCode.NotSupported, "this is an origin server; it has no cache to purge"));
 

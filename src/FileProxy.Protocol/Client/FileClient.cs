@@ -126,6 +126,27 @@ public sealed class FileClient : IAsyncDisposable
     public Task<ResponseHead> PurgeAsync(string name, CancellationToken cancellationToken = default) =>
         RequestAsync(new PurgeRequest(name), cancellationToken);
 
+    /// <summary>Asks for one page of a directory's entries (<paramref name="directory"/> empty: the root) after
+    /// <paramref name="cursor"/>. A peer that does not know LIST (an older version answers <c>0xFF</c> / BadRequest
+    /// `unknown opcode`, and keeps the connection open) is answered here as NotSupported, saying so.</summary>
+    public async Task<ResponseHead> ListAsync(string directory, string cursor = "", ushort limit = 0, CancellationToken cancellationToken = default)
+    {
+        var head = await RequestAsync(new ListRequest(directory, cursor, limit), cancellationToken);
+        if (head is { OnErrorFrame: true, Status: StatusCode.BadRequest })
+        {
+            return ResponseHead.Error(StatusCode.NotSupported, $"the server does not support LIST (it answered: {head.Message})");
+        }
+        // Every page must move on from its cursor: one that repeats or goes back would keep a caller asking forever.
+        if (head.Listing is { } page && cursor.Length > 0
+            && ((page.Entries.Count > 0 && NameOrder.Instance.Compare(page.Entries[0].Name, cursor) <= 0)
+                || (page.More && NameOrder.Instance.Compare(page.Next, cursor) <= 0)))
+        {
+            _broken = true;
+            throw new UpstreamException($"{RemoteEndPoint} broke the protocol: a LIST page did not go on after its cursor");
+        }
+        return head;
+    }
+
     /// <summary>Sends a GET and reads the response head. When Ok, read the body from the returned response.</summary>
     public async Task<GetResponse> GetAsync(GetRequest request, CancellationToken cancellationToken = default)
     {

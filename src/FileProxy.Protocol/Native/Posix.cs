@@ -13,6 +13,8 @@ public static partial class Posix
     private const ushort FileTypeMask = 0xF000;
     private const ushort RegularFile = 0x8000;
     private const ushort Directory = 0x4000;
+    private const ushort SymbolicLink = 0xA000;
+    private const int AtSymlinkNoFollow = 0x100;
 
     /// <summary>What statx says of one file.</summary>
     public readonly record struct FileStatus(ushort Mode, ulong Inode, long Size, long ModifiedNanoseconds, long ChangedNanoseconds)
@@ -21,12 +23,26 @@ public static partial class Posix
 
         public bool IsDirectory => (Mode & FileTypeMask) == Directory;
 
+        public bool IsSymbolicLink => (Mode & FileTypeMask) == SymbolicLink;
+
         /// <summary>A tag that changes whenever the file is replaced (inode) or written (size, mtime, ctime).</summary>
         public string VersionTag => $"{Inode:x}-{Size:x}-{ModifiedNanoseconds:x}-{ChangedNanoseconds:x}";
     }
 
     /// <summary>Status of the file at <paramref name="path"/>, following symlinks. Returns the errno on failure.</summary>
     public static int TryStat(string path, out FileStatus status) => Statx(AtFdCwd, path, 0, out status);
+
+    /// <summary>Status of the file at <paramref name="path"/> itself: a symlink is described, not followed.</summary>
+    public static int TryStatLink(string path, out FileStatus status) => Statx(AtFdCwd, path, AtSymlinkNoFollow, out status);
+
+    /// <summary>Opens a directory (never anything else: O_DIRECTORY) to read its entries. Returns the errno
+    /// (ENOTDIR 20 when it is no directory).</summary>
+    public static int TryOpenDirectory(string path, out SafeFileHandle? handle)
+    {
+        var fd = open(path, ORdOnly | ODirectory | ONonBlock | OCloExec, 0);
+        handle = fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : null;
+        return fd >= 0 ? 0 : Marshal.GetLastPInvokeError();
+    }
 
     /// <summary>Status of an open file.</summary>
     public static int TryStat(SafeFileHandle handle, out FileStatus status)
@@ -126,6 +142,7 @@ public static partial class Posix
     private const int ONoCtty = 0x100;
     private const int ONonBlock = 0x800;
     private const int OCloExec = 0x80000;
+    private const int ODirectory = 0x10000;
 
     private const int OpenReadWrite = 2;
     private const int OpenCreate = 0x40;

@@ -18,6 +18,13 @@ public interface IFileSource
 
     ValueTask<ResponseHead> PurgeAsync(SafeName name, CancellationToken cancellationToken);
 
+    /// <summary>Lists one page of a directory (<paramref name="directory"/> null: the root), entries after
+    /// <paramref name="cursor"/> (empty: from the first) in <see cref="NameOrder"/>, at most <paramref name="limit"/>
+    /// of them. An Ok answer carries a <see cref="ResponseHead.Listing"/>. A source that cannot list answers
+    /// NotSupported.</summary>
+    ValueTask<ResponseHead> ListAsync(SafeName? directory, string cursor, int limit, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(ResponseHead.Error(StatusCode.NotSupported, "this server does not list directories"));
+
     /// <summary>The source's own counters, appended to the server's in a STATS answer.</summary>
     IEnumerable<KeyValuePair<string, long>> Counters { get; }
 }

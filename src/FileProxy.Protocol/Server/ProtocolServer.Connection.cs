@@ -229,6 +229,7 @@ public sealed partial class ProtocolServer
                 GetRequest get => get.Name,
                 StatRequest stat => stat.Name,
                 PurgeRequest purge => purge.Name,
+                ListRequest { Directory.Length: > 0 } list => list.Directory, // empty: the root
                 _ => null,
             };
             SafeName? safeName = null;
@@ -249,6 +250,8 @@ public sealed partial class ProtocolServer
                     GetRequest get => await _server._source.GetAsync(safeName!, get, Abort),
                     StatRequest => await _server._source.StatAsync(safeName!, Abort),
                     PurgeRequest => await _server._source.PurgeAsync(safeName!, Abort),
+                    ListRequest list => await _server._source.ListAsync(safeName, list.Cursor,
+                        list.Limit is 0 or > ProtocolLimits.MaxListEntries ? ProtocolLimits.MaxListEntries : list.Limit, Abort),
                     _ => new ResponseHead(StatusCode.Ok, _server._source.Role) { Counters = _server.Counters() },
                 };
             }
@@ -342,7 +345,7 @@ public sealed partial class ProtocolServer
 
         private async ValueTask<long> SendResponseAsync(Opcode opcode, ResponseHead head, IResponseBody? body)
         {
-            if (opcode == Opcode.Stats)
+            if (head.IsOk && opcode is Opcode.Stats or Opcode.List) // up to a whole frame: more than the write buffer
             {
                 var frame = ArrayPool<byte>.Shared.Rent(WireCodec.MaxResponseFrame);
                 try
@@ -403,6 +406,18 @@ public sealed partial class ProtocolServer
             var elapsedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             var opcode = request.Opcode.ToString().ToUpperInvariant();
             var source = head.IsOk && request is GetRequest or StatRequest ? head.Source.ToString() : "-";
+            if (request is ListRequest list)
+            {
+                name = list.Directory.Length == 0 ? "." : list.Directory;
+                if (head.Listing is { } page)
+                {
+                    head = head with
+                    {
+                        Message = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                            $"{page.Entries.Count} {(page.Entries.Count == 1 ? "entry" : "entries")}{(list.Cursor.Length > 0 ? " after a cursor" : "")}{(page.More ? ", more to come" : "")}"),
+                    };
+                }
+            }
             if (cut is not null)
             {
                 _log.Information("{Opcode} {Name} Cut after {Bytes} of {Length} bytes in {ElapsedMs:0.###} ms {Source}: {Reason}",

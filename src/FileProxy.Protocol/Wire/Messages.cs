@@ -23,6 +23,33 @@ public sealed record AuthRequest(string Token) : Request(Opcode.Auth)
     public override string ToString() => "AuthRequest { Token = (hidden) }";
 }
 
+/// <summary>LIST: <c>[str16 directory][str16 cursor][u16 limit]</c>. An empty directory is the root; an empty cursor
+/// starts at the first entry, otherwise the listing goes on after the entry of that name (the previous page's
+/// <see cref="DirectoryPage.Next"/>); limit 0 lets the server choose (at most <see cref="ProtocolLimits.MaxListEntries"/>).</summary>
+public sealed record ListRequest(string Directory = "", string Cursor = "", ushort Limit = 0) : Request(Opcode.List);
+
+/// <summary>What a LIST entry is. Values are part of the wire format.</summary>
+public enum EntryType : byte
+{
+    File = 1,
+    Directory = 2,
+}
+
+/// <summary>One entry of a directory: its name (one segment, no '/'), type, size in bytes and version tag (both as
+/// GET and STAT would report them; 0 and empty for a directory).</summary>
+public sealed record ListEntry(string Name, EntryType Type, long Size, string Version);
+
+/// <summary>One page of a listing, in UTF-8 byte order of the names. <see cref="Next"/> is empty on the last page,
+/// otherwise the cursor that asks for the page after this one (the name of this page's last entry).</summary>
+public sealed record DirectoryPage(IReadOnlyList<ListEntry> Entries, string Next)
+{
+    public bool More => Next.Length > 0;
+
+    /// <summary>A page of <paramref name="entries"/>; when <paramref name="more"/>, the next one starts after its last.</summary>
+    public static DirectoryPage Of(IReadOnlyList<ListEntry> entries, bool more) =>
+        new(entries, more && entries.Count > 0 ? entries[^1].Name : "");
+}
+
 /// <summary>Where a response's bytes came from, so clients and logs can tell hits from misses.</summary>
 public enum ResponseSource : byte
 {
@@ -49,6 +76,13 @@ public sealed record ResponseHead(StatusCode Status, string Message)
     public long Length { get; init; }
     public ResponseSource Source { get; init; }
     public IReadOnlyList<KeyValuePair<string, long>> Counters { get; init; } = [];
+
+    /// <summary>A LIST answer's page of entries.</summary>
+    public DirectoryPage? Listing { get; init; }
+
+    /// <summary>The answer came on the error opcode 0xFF: the peer answered a frame it could not take as the request
+    /// sent (an older peer's answer to an opcode it does not know, a refusal as Busy).</summary>
+    public bool OnErrorFrame { get; init; }
 
     public bool IsOk => Status == StatusCode.Ok;
 

@@ -10,6 +10,8 @@ public enum Opcode : byte
     Purge = 0x04,
     /// <summary>Presents the connection's shared token (servers started with a token file require it first).</summary>
     Auth = 0x05,
+    /// <summary>Lists one page of a directory's entries (name, type, size, version tag).</summary>
+    List = 0x06,
 
     ResponseFlag = 0x80,
     GetResponse = Get | ResponseFlag,
@@ -17,6 +19,7 @@ public enum Opcode : byte
     StatsResponse = Stats | ResponseFlag,
     PurgeResponse = Purge | ResponseFlag,
     AuthResponse = Auth | ResponseFlag,
+    ListResponse = List | ResponseFlag,
 
     /// <summary>Answers what has no request opcode to echo: an unknown opcode, a malformed frame header, a header
     /// timeout, or a connection refused as Busy. A known opcode with a bad payload gets <c>opcode | 0x80</c>.</summary>

@@ -27,6 +27,10 @@ public static class ProtocolLimits
     /// <summary>Largest error message, in UTF-8 bytes; longer messages are cut.</summary>
     public const int MaxMessageBytes = 4096;
 
+    /// <summary>Most entries in one LIST answer; a request asking for 0 or for more gets this many (fewer when
+    /// they do not fit in one frame).</summary>
+    public const int MaxListEntries = 1000;
+
     /// <summary>Length value meaning "to the end of the file".</summary>
     public const ulong ToEnd = ulong.MaxValue;
 

@@ -4,11 +4,12 @@ namespace FileProxy.Protocol.Wire;
 /// Encodes and decodes whole frames. Layouts (big-endian, str16 = u16 byte count + UTF-8):
 /// <list type="bullet">
 /// <item>GET <c>[str16 name][u64 offset][u64 length][str16 ifVersion]</c></item>
-/// <item>STAT, PURGE <c>[str16 name]</c>; STATS: empty; AUTH <c>[str16 token]</c></item>
+/// <item>STAT, PURGE <c>[str16 name]</c>; STATS: empty; AUTH <c>[str16 token]</c>; LIST <c>[str16 directory][str16 cursor][u16 limit]</c></item>
 /// <item>every response <c>[u8 status][str16 message]</c>, and on Ok:
 ///   GET <c>[u64 size][str16 version][32 digest][u64 offset][u64 length][u8 source]</c> then length raw body bytes;
 ///   STAT <c>[u64 size][str16 version][32 digest][u8 source]</c>;
-///   STATS <c>[u16 count]{[str16 key][u64 value]}</c>; PURGE, AUTH nothing.</item>
+///   STATS <c>[u16 count]{[str16 key][u64 value]}</c>; PURGE, AUTH nothing;
+///   LIST <c>[u16 count]{[u8 type][str16 name][u64 size][str16 version]}[str16 next cursor]</c>.</item>
 /// </list>
 /// See docs/PROTOCOL.md.
 /// </summary>
@@ -45,6 +46,16 @@ public static class WireCodec
                 break;
             case StatsRequest:
                 break;
+            case ListRequest list:
+                if (ListRequestBytes(System.Text.Encoding.UTF8.GetByteCount(list.Directory), System.Text.Encoding.UTF8.GetByteCount(list.Cursor))
+                    is var bytes and > ProtocolLimits.MaxNameBytes)
+                {
+                    throw new ArgumentException($"directory and cursor together are {bytes} bytes; the limit is {ProtocolLimits.MaxNameBytes}", nameof(request));
+                }
+                writer.String16(list.Directory, ProtocolLimits.MaxNameBytes);
+                writer.String16(list.Cursor, ProtocolLimits.MaxNameBytes);
+                writer.U16(list.Limit);
+                break;
             case AuthRequest auth:
                 if (System.Text.Encoding.UTF8.GetByteCount(auth.Token) > ProtocolLimits.MaxTokenBytes)
                 {
@@ -71,6 +82,7 @@ public static class WireCodec
             Opcode.Stats => new StatsRequest(),
             Opcode.Purge => new PurgeRequest(ReadName(ref reader)),
             Opcode.Auth => new AuthRequest(reader.String16(ProtocolLimits.MaxTokenBytes, "token")),
+            Opcode.List => ReadListRequest(ref reader),
             _ => throw new ProtocolException($"unknown opcode 0x{(byte)opcode:x2}"),
         };
         reader.End();
@@ -102,6 +114,9 @@ public static class WireCodec
                     break;
                 case Opcode.Purge or Opcode.Auth:
                     break;
+                case Opcode.List:
+                    WriteListing(ref writer, head.Listing ?? throw new ArgumentException("an Ok LIST response needs a listing", nameof(head)));
+                    break;
                 default:
                     throw new ArgumentException($"no Ok response for opcode {requestOpcode}", nameof(requestOpcode));
             }
@@ -119,7 +134,7 @@ public static class WireCodec
         var reader = new WireReader(payload);
         var status = ReadStatus(ref reader);
         var message = reader.String16(ProtocolLimits.MaxMessageBytes, "message");
-        var head = new ResponseHead(status, message);
+        var head = new ResponseHead(status, message) { OnErrorFrame = header.Opcode == Opcode.ErrorResponse };
         if (status == StatusCode.Ok && header.Opcode != Opcode.ErrorResponse)
         {
             switch (requestOpcode)
@@ -140,6 +155,9 @@ public static class WireCodec
                 case Opcode.Stats:
                     head = head with { Counters = ReadCounters(ref reader) };
                     break;
+                case Opcode.List:
+                    head = head with { Listing = ReadListing(ref reader) };
+                    break;
             }
         }
         else if (status == StatusCode.Ok)
@@ -151,7 +169,7 @@ public static class WireCodec
     }
 
     private static Opcode ErrorOpcodeFor(Opcode requestOpcode) =>
-        requestOpcode is Opcode.Get or Opcode.Stat or Opcode.Stats or Opcode.Purge or Opcode.Auth
+        requestOpcode is Opcode.Get or Opcode.Stat or Opcode.Stats or Opcode.Purge or Opcode.Auth or Opcode.List
             ? requestOpcode | Opcode.ResponseFlag
             : Opcode.ErrorResponse;
 
@@ -258,5 +276,98 @@ public static class WireCodec
             counters[i] = new(reader.String16(MaxCounterKeyBytes, "counter name"), (long)reader.U64());
         }
         return counters;
+    }
+
+    /// <summary>The name the directory and cursor make together (<c>DIR/CURSOR</c>), in bytes: a listing's entries are
+    /// names a GET could ask for, so a cursor (an entry's name) cannot make it longer than a name may be.</summary>
+    private static int ListRequestBytes(int directory, int cursor) => directory > 0 && cursor > 0 ? directory + 1 + cursor : directory + cursor;
+
+    private static ListRequest ReadListRequest(ref WireReader reader)
+    {
+        var directory = reader.String16(ProtocolLimits.MaxNameBytes, "directory");
+        var cursor = reader.String16(ProtocolLimits.MaxNameBytes, "cursor");
+        var bytes = ListRequestBytes(System.Text.Encoding.UTF8.GetByteCount(directory), System.Text.Encoding.UTF8.GetByteCount(cursor));
+        if (bytes > ProtocolLimits.MaxNameBytes)
+        {
+            throw new ProtocolException($"directory and cursor together are {bytes} bytes; the limit is {ProtocolLimits.MaxNameBytes}");
+        }
+        if (cursor.Length > 0 && !SafeName.IsEntryName(cursor, out var error))
+        {
+            throw new ProtocolException($"cursor is not an entry name: {error}");
+        }
+        return new ListRequest(directory, cursor, reader.U16());
+    }
+
+    /// <summary>As many entries as fit in one frame (at most <see cref="ProtocolLimits.MaxListEntries"/>); when not all
+    /// fit, the cursor says to go on after the last one sent.</summary>
+    private static void WriteListing(ref WireWriter writer, DirectoryPage page)
+    {
+        var countAt = writer.Position;
+        writer.U16(0);
+        var count = 0;
+        var next = page.Next;
+        foreach (var entry in page.Entries)
+        {
+            var nameBytes = System.Text.Encoding.UTF8.GetByteCount(entry.Name);
+            if (nameBytes > ProtocolLimits.MaxNameBytes)
+            {
+                throw new ArgumentException($"entry name is {nameBytes} bytes; the limit is {ProtocolLimits.MaxNameBytes}", nameof(page));
+            }
+            var entryBytes = 1 + 2 + nameBytes + 8 + 2 + Math.Min(ProtocolLimits.MaxVersionBytes, System.Text.Encoding.UTF8.GetByteCount(entry.Version));
+            var last = count == page.Entries.Count - 1;
+            var cursorBytes = 2 + (last ? System.Text.Encoding.UTF8.GetByteCount(page.Next) : nameBytes);
+            if (count == ProtocolLimits.MaxListEntries || writer.Position + entryBytes + cursorBytes > ProtocolLimits.MaxFrameLength)
+            {
+                next = page.Entries[count - 1].Name;
+                break;
+            }
+            writer.U8((byte)entry.Type);
+            writer.String16(entry.Name, ProtocolLimits.MaxNameBytes);
+            writer.U64((ulong)entry.Size);
+            writer.String16(entry.Version, ProtocolLimits.MaxVersionBytes);
+            count++;
+        }
+        if (count == 0 && page.More)
+        {
+            throw new ArgumentException("a listing page with more to come needs at least one entry", nameof(page));
+        }
+        writer.String16(next, ProtocolLimits.MaxNameBytes);
+        writer.PatchU16(countAt, (ushort)count);
+    }
+
+    /// <summary>A page as a receiver may act on it: known types, entry names a GET could take (one segment each), in
+    /// strictly increasing order, and a cursor that does not go back.</summary>
+    private static DirectoryPage ReadListing(ref WireReader reader)
+    {
+        var count = reader.U16();
+        if (count > reader.Remaining / 13) // each entry takes at least 1 + 2 + 8 + 2 bytes
+        {
+            throw new ProtocolException($"LIST response claims {count} entries in {reader.Remaining} bytes");
+        }
+        var entries = new ListEntry[count];
+        for (var i = 0; i < count; i++)
+        {
+            var value = reader.U8();
+            if (!Enum.IsDefined((EntryType)value))
+            {
+                throw new ProtocolException($"unknown entry type {value} in the response");
+            }
+            var name = reader.String16(ProtocolLimits.MaxNameBytes, "entry name");
+            if (!SafeName.IsEntryName(name, out var error))
+            {
+                throw new ProtocolException($"entry name is not one a GET could take: {error}");
+            }
+            if (i > 0 && NameOrder.Instance.Compare(entries[i - 1].Name, name) >= 0)
+            {
+                throw new ProtocolException("entry names are not in increasing order");
+            }
+            entries[i] = new ListEntry(name, (EntryType)value, ReadLength(ref reader, "entry size"), ReadVersion(ref reader, "entry version tag"));
+        }
+        var next = reader.String16(ProtocolLimits.MaxNameBytes, "cursor");
+        if (next.Length > 0 && (!SafeName.IsEntryName(next, out _) || (count > 0 && NameOrder.Instance.Compare(next, entries[^1].Name) < 0)))
+        {
+            throw new ProtocolException("the next cursor is not an entry name at or after the page's last");
+        }
+        return new DirectoryPage(entries, next);
     }
 }

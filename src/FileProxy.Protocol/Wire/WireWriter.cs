@@ -25,6 +25,9 @@ internal ref struct WireWriter
         _position += 2;
     }
 
+    /// <summary>Overwrites a u16 written earlier (a count known only after what it counts).</summary>
+    public readonly void PatchU16(int position, ushort value) => BinaryPrimitives.WriteUInt16BigEndian(_buffer[position..], value);
+
     public void U32(uint value)
     {
         BinaryPrimitives.WriteUInt32BigEndian(_buffer[_position..], value);

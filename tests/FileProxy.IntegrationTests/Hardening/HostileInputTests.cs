@@ -64,6 +64,21 @@ public sealed class HostileInputTests(ITestOutputHelper output)
             GoesOn(Opcode.GetResponse, StatusCode.BadRequest)),
         ["GET missing its if-version"] = (Frame(Opcode.Get, [.. Str16("a.bin"), .. new byte[16]]), GoesOn(Opcode.GetResponse, StatusCode.BadRequest)),
 
+        // LIST: a bad cursor or directory is a bad payload, answered on 0x86; an oversized frame loses the stream.
+        ["LIST over the request size limit"] =
+            (Header(Opcode.List, (uint)(WireCodec.MaxRequestFrame - ProtocolLimits.FrameHeaderLength + 1)), Closes(StatusCode.BadRequest)),
+        ["LIST whose directory and cursor pass 1024 bytes"] = (Frame(Opcode.List, [.. Str16(new string('d', 600)), .. Str16(new string('c', 500)), 0, 0]),
+            GoesOn(Opcode.ListResponse, StatusCode.BadRequest)),
+        ["LIST with a cursor holding '/'"] = (Frame(Opcode.List, [.. Str16(""), .. Str16("dir/a.bin"), 0, 0]), GoesOn(Opcode.ListResponse, StatusCode.BadRequest)),
+        ["LIST with the cursor '..'"] = (Frame(Opcode.List, [.. Str16(""), .. Str16(".."), 0, 0]), GoesOn(Opcode.ListResponse, StatusCode.BadRequest)),
+        ["LIST with a cursor not UTF-8"] = (Frame(Opcode.List, [.. Str16(""), 0, 2, 0xC3, 0x28, 0, 0]), GoesOn(Opcode.ListResponse, StatusCode.BadRequest)),
+        ["LIST missing its limit"] = (Frame(Opcode.List, [.. Str16(""), .. Str16("")]), GoesOn(Opcode.ListResponse, StatusCode.BadRequest)),
+        ["LIST with a trailing byte"] = (Frame(Opcode.List, [.. Str16(""), .. Str16(""), 0, 0, 0]), GoesOn(Opcode.ListResponse, StatusCode.BadRequest)),
+        ["LIST of ../etc"] = (Request(new ListRequest("../etc")), GoesOn(Opcode.ListResponse, StatusCode.BadRequest)),
+        ["LIST of a directory with NUL"] = (Frame(Opcode.List, [.. Str16("dir\0"), .. Str16(""), 0, 0]), GoesOn(Opcode.ListResponse, StatusCode.BadRequest)),
+        ["LIST of a file"] = (Request(new ListRequest("a.bin")), GoesOn(Opcode.ListResponse, StatusCode.NotFound)),
+        ["LIST asking for 65535 entries"] = (Request(new ListRequest("", "", ushort.MaxValue)), GoesOn(Opcode.ListResponse, StatusCode.Ok)),
+
         // Ranges.
         ["offset 2^64-1"] = (Request(new GetRequest("a.bin", ulong.MaxValue, 1)), GoesOn(Opcode.GetResponse, StatusCode.RangeNotSatisfiable)),
         ["offset 2^63"] = (Request(new GetRequest("a.bin", 1UL << 63)), GoesOn(Opcode.GetResponse, StatusCode.RangeNotSatisfiable)),

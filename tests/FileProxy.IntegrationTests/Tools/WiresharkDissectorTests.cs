@@ -67,6 +67,83 @@ public sealed partial class WiresharkDissectorTests(ITestOutputHelper output)
         bodyBytesByDirection.Values.Sum().Should().Be(700_000 + 700_000 + 5_000, "every body byte is decoded as a body, none as a frame");
     }
 
+    [SkippableFact]
+    public async Task The_dissector_decodes_a_captured_listing_entry_by_entry()
+    {
+        Skip.If(Which("tshark") is null, "tshark is not installed (apt-get install tshark; .ci/run installs it)");
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await using var cluster = await Cluster.StartAsync(output);
+        using var work = new TempDirectory("fileproxy-capture");
+        cluster.Root.Write("d/a file.bin", [1, 2, 3, 4, 5]);
+        cluster.Root.Write("d/sub/x", [1]);
+        var capture = work.Combine("capture.pcapng");
+        int[] ports = [cluster.ProxyPort, cluster.OriginPort];
+        string[] fields = ["fileproxy.opcode", "fileproxy.directory", "fileproxy.cursor", "fileproxy.limit", "fileproxy.status",
+            "fileproxy.entry_count", "fileproxy.entry_type", "fileproxy.entry_name", "fileproxy.entry_size", "fileproxy.entry_version",
+            "fileproxy.next_cursor"];
+
+        using (var tshark = await StartCaptureAsync(capture, $"tcp port {ports[0]} or tcp port {ports[1]}", deadline.Token))
+        {
+            await Poll.UntilAsync(async () =>
+            {
+                using (var knock = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
+                {
+                    await knock.ConnectAsync(System.Net.IPAddress.Loopback, cluster.ProxyPort, deadline.Token);
+                }
+                return await PacketsInAsync(capture, deadline.Token) > 0;
+            }, "the capture records packets", deadline.Token);
+            await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+            (await client.ListAsync("d", cancellationToken: deadline.Token)).IsOk.Should().BeTrue();
+            (await client.ListAsync("d", "", 1, deadline.Token)).Listing!.Next.Should().Be("a file.bin");
+            (await client.ListAsync("d", "a file.bin", 0, deadline.Token)).Listing!.Entries.Should().ContainSingle();
+            await Poll.UntilAsync(async () => (await FieldsAsync(capture, strict: false, ports, fields, deadline.Token))
+                .Count(line => line[0] == "0x86") == 6, "the capture holds the last answer", deadline.Token);
+            await StopCaptureAsync(tshark, deadline.Token);
+        }
+        await using var origin = await cluster.ConnectOriginAsync(deadline.Token);
+        var version = (await origin.StatAsync("d/a file.bin", deadline.Token)).File!.Version;
+
+        var lines = await FieldsAsync(capture, strict: true, ports, fields, deadline.Token);
+
+        var requests = lines.Where(line => line[0] == "0x06").Select(line => string.Join('|', line[1..4])).ToList();
+        requests.Should().Equal(["d||0", "d||1000", "d||1", "d||1", "d|a file.bin|0", "d|a file.bin|1000"],
+            "each LIST, client to proxy, then proxy to origin with the limit the proxy took (0: the most, 1000)");
+        var answers = lines.Where(line => line[0] == "0x86").Select(line => string.Join('|', line[4..])).ToList();
+        answers.Should().Equal([
+            $"0|2|1;2|a file.bin;sub|5;0|{version};|", $"0|2|1;2|a file.bin;sub|5;0|{version};|",
+            $"0|1|1|a file.bin|5|{version}|a file.bin", $"0|1|1|a file.bin|5|{version}|a file.bin",
+            "0|1|2|sub|0||", "0|1|2|sub|0||"]);
+    }
+
+    /// <summary>The given fields of every FileProxy frame, one frame per packet (each LIST and its answer go in one).</summary>
+    private static async Task<List<string[]>> FieldsAsync(string file, bool strict, int[] ports, string[] fields, CancellationToken cancellationToken)
+    {
+        var dissector = Repository.Combine("docs", "wireshark", "fileproxy.lua");
+        var start = new ProcessStartInfo("tshark") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        List<string> args = ["-r", file, "-X", $"lua_script:{dissector}", "-Y", "fileproxy", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=;"];
+        foreach (var port in ports)
+        {
+            args.AddRange(["-d", $"tcp.port=={port.ToString(CultureInfo.InvariantCulture)},fileproxy"]);
+        }
+        foreach (var field in fields)
+        {
+            args.AddRange(["-e", field]);
+        }
+        foreach (var argument in args)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using var process = Process.Start(start)!;
+        var text = await process.StandardOutput.ReadToEndAsync(cancellationToken);
+        var errors = await process.StandardError.ReadToEndAsync(cancellationToken);
+        await process.WaitForExitAsync(cancellationToken);
+        if (strict)
+        {
+            process.ExitCode.Should().Be(0, errors);
+        }
+        return [.. text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => line.Split('|'))];
+    }
+
     private sealed record Decoded(string Direction, string Opcode, string Name, string Status, string Size, string VersionTag,
         string Digest, string BodyLength, string Source, long BodyBytes);
 

@@ -18,6 +18,8 @@ internal static class Samples
         ["STATS"] = new StatsRequest(),
         ["PURGE"] = new PurgeRequest("dir/file.txt"),
         ["AUTH"] = new AuthRequest("s3cret token"),
+        ["LIST of the root"] = new ListRequest(),
+        ["LIST of a directory after a cursor"] = new ListRequest("dir/sub", "b.bin", 10),
     };
 
     public static IReadOnlyDictionary<string, (Opcode RequestOpcode, ResponseHead Head)> Responses { get; } =
@@ -36,7 +38,17 @@ internal static class Samples
             ["AUTH Ok"] = (Opcode.Auth, new ResponseHead(StatusCode.Ok, "authenticated")),
             ["AUTH Unauthorized"] = (Opcode.Auth, ResponseHead.Error(StatusCode.Unauthorized, "wrong token")),
             ["GET NotFound"] = (Opcode.Get, ResponseHead.Error(StatusCode.NotFound, "no such file: données.bin")),
-            ["unknown opcode BadRequest"] = ((Opcode)0x42, ResponseHead.Error(StatusCode.BadRequest, "unknown opcode 0x42")),
+            ["unknown opcode BadRequest"] = ((Opcode)0x42, ResponseHead.Error(StatusCode.BadRequest, "unknown opcode 0x42") with { OnErrorFrame = true }),
+            ["LIST Ok, last page"] = (Opcode.List, new ResponseHead(StatusCode.Ok, "")
+            {
+                Listing = new DirectoryPage([new("a.bin", EntryType.File, 5, "v1-5f3a"), new("sub", EntryType.Directory, 0, "")], ""),
+            }),
+            ["LIST Ok, more to come"] = (Opcode.List, new ResponseHead(StatusCode.Ok, "")
+            {
+                Listing = new DirectoryPage([new("日本語.bin", EntryType.File, 1L << 40, "v2")], "日本語.bin"),
+            }),
+            ["LIST Ok, empty directory"] = (Opcode.List, new ResponseHead(StatusCode.Ok, "") { Listing = new DirectoryPage([], "") }),
+            ["LIST NotFound"] = (Opcode.List, ResponseHead.Error(StatusCode.NotFound, "'x' not found")),
         };
 
     public static TheoryData<string> RequestNames => new(Requests.Keys);

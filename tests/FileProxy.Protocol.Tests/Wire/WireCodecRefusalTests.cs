@@ -101,7 +101,7 @@ public sealed class WireCodecRefusalTests
 
     [Theory]
     [InlineData(0x00)]
-    [InlineData(0x06)]
+    [InlineData(0x07)]
     [InlineData(0x7F)]
     [InlineData(0x81)]
     [InlineData(0xFF)]

@@ -115,7 +115,8 @@ public sealed class WireCodecTests
     [InlineData(Opcode.Get, Opcode.GetResponse)]
     [InlineData(Opcode.Purge, Opcode.PurgeResponse)]
     [InlineData(Opcode.Auth, Opcode.AuthResponse)]
-    [InlineData((Opcode)0x06, Opcode.ErrorResponse)]
+    [InlineData((Opcode)0x07, Opcode.ErrorResponse)]
+    [InlineData(Opcode.List, Opcode.ListResponse)]
     [InlineData(Opcode.GetResponse, Opcode.ErrorResponse)]
     public void Error_response_uses_the_request_response_opcode_or_the_error_opcode_for_unknown_requests(Opcode request, Opcode expected)
     {
