@@ -16,6 +16,11 @@ public interface IFileSource
 
     ValueTask<ResponseHead> StatAsync(SafeName name, CancellationToken cancellationToken);
 
+    /// <summary>A STAT with its request, for sources that act on its flags (a proxy of a tier on the hop mark);
+    /// the others answer it as <see cref="StatAsync(SafeName, CancellationToken)"/>.</summary>
+    ValueTask<ResponseHead> StatAsync(SafeName name, StatRequest request, CancellationToken cancellationToken) =>
+        StatAsync(name, cancellationToken);
+
     ValueTask<ResponseHead> PurgeAsync(SafeName name, CancellationToken cancellationToken);
 
     /// <summary>The source's own counters, appended to the server's in a STATS answer.</summary>

@@ -212,7 +212,7 @@ public sealed partial class ProtocolServer
                 result = request switch
                 {
                     GetRequest get => await _server._source.GetAsync(safeName!, get, Abort),
-                    StatRequest => await _server._source.StatAsync(safeName!, Abort),
+                    StatRequest stat => await _server._source.StatAsync(safeName!, stat, Abort),
                     PurgeRequest => await _server._source.PurgeAsync(safeName!, Abort),
                     _ => new ResponseHead(StatusCode.Ok, _server._source.Role) { Counters = _server.Counters() },
                 };
