@@ -68,7 +68,7 @@ var peer = new Option<string[]>("--peer")
 };
 var self = new Option<string?>("--self")
 {
-    Description = "Which --peer is this proxy (default: the one whose port is the listening port on an address of this machine)",
+    Description = "Which --peer is this proxy (default: found by the listening port: the --peer with that port on an address of this machine)",
     HelpName = "host:port",
 };
 var peerDownTime = CommandLine.DurationOption("--peer-down-time",
@@ -207,6 +207,8 @@ TierOptions TierFrom(ParseResult parse, string[] peerTexts, ProtocolServerOption
         Log.Warning("This proxy ({EndPoint}) is none of the --peer addresses: it owns no names and fetches every miss from its owner (give --self if it should be one of them)",
             serverOptions.EndPoint);
     }
+    Log.Information("Tier of {Count} proxies: {Peers}; this proxy is {Self}", peers.Length, string.Join(", ", peers.Select(p => p.Id)),
+        me?.Id ?? "none of them");
     return new TierOptions
     {
         Peers = peers,
