@@ -7,6 +7,7 @@ var root = new RootCommand("FileProxy benchmark tool: load generators, a throttl
     GetCommand.Build(),
     LoadCommand.Build(),
     RelayCommand.Build(),
+    TierCommand.Build(),
     ReportCommand.Build(),
 };
 return await CommandLine.RunAsync(root, args);

@@ -36,6 +36,8 @@ local f = {
     offset = ProtoField.uint64("fileproxy.offset", "Offset", base.DEC),
     length = ProtoField.uint64("fileproxy.length", "Length", base.DEC),
     if_version = ProtoField.string("fileproxy.if_version", "If-version", base.UNICODE),
+    flags = ProtoField.uint8("fileproxy.flags", "Flags", base.HEX),
+    forwarded = ProtoField.bool("fileproxy.forwarded", "Forwarded (hop mark)", 8, nil, 0x01),
     status = ProtoField.uint8("fileproxy.status", "Status", base.DEC, statuses),
     message = ProtoField.string("fileproxy.message", "Message", base.UNICODE),
     size = ProtoField.uint64("fileproxy.size", "File size", base.DEC),
@@ -84,6 +86,20 @@ local function str16(tvb, tree, field, at)
     return (n > 0 and tvb(at + 2, n):string(ENC_UTF_8) or ""), at + 2 + n
 end
 
+-- The optional flags byte that ends a GET or STAT (docs/PROTOCOL.md, "Request flags").
+local function request_flags(tvb, tree, info, at, stop)
+    if at < stop then
+        local flags = tvb(at, 1):uint()
+        local item = tree:add(f.flags, tvb(at, 1))
+        item:add(f.forwarded, tvb(at, 1))
+        if flags % 2 == 1 then
+            info = info .. " (forwarded)"
+        end
+        at = at + 1
+    end
+    return info, at
+end
+
 local function dissect_payload(tvb, tree, opcode, at, stop, pinfo)
     local info = opcodes[opcode] or string.format("opcode 0x%02x", opcode)
     local body = nil
@@ -94,9 +110,13 @@ local function dissect_payload(tvb, tree, opcode, at, stop, pinfo)
         local ifv; ifv, at = str16(tvb, tree, f.if_version, at)
         info = string.format("GET %s [%s+%s]%s", name, tostring(off), len == TO_END and "end" or tostring(len),
             ifv ~= "" and (" if " .. ifv) or "")
+        info, at = request_flags(tvb, tree, info, at, stop)
     elseif opcode == 0x02 or opcode == 0x04 then
         local name; name, at = str16(tvb, tree, f.name, at)
         info = string.format("%s %s", opcodes[opcode], name)
+        if opcode == 0x02 then
+            info, at = request_flags(tvb, tree, info, at, stop)
+        end
     elseif opcode == 0x03 then
         info = "STATS"
     elseif opcode == 0x05 then

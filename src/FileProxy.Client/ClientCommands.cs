@@ -6,6 +6,7 @@ using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Hosting;
+using FileProxy.Protocol.Tier;
 using FileProxy.Protocol.Wire;
 using Serilog;
 
@@ -62,6 +63,22 @@ internal static partial class ClientCommands
         },
     };
 
+    private static readonly Option<TierPeer[]?> TierOption = new("--tier")
+    {
+        HelpName = "host:port,...",
+        Description = "The proxies of a tier, comma-separated, as the proxies' --peer list: each name goes to the proxy that owns it (rendezvous hashing), or to the next one when that one does not answer; stats asks every one (default: none, ask --proxy)",
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Single().Value;
+            if (!TierPeer.TryParseList(text, out var peers, out var bad))
+            {
+                result.AddError($"--tier: '{bad}' is not HOST:PORT");
+                return null;
+            }
+            return peers;
+        },
+    };
+
     private static readonly Option<bool> Mptcp = new("--mptcp") { Description = "Connect with a Linux MPTCP socket" };
 
     private static readonly Option<bool> Quiet = new("--quiet", "-q") { Description = "Print errors only: no progress bars, result lines or summary" };
@@ -97,7 +114,7 @@ internal static partial class ClientCommands
     private static readonly Option<FileInfo?> TokenFile = SecurityOptions.TokenFile(description: "File holding the server's shared token (its first line)");
 
     /// <summary>Options every command that talks to a peer takes.</summary>
-    private static readonly Option[] PeerOptions = [Proxy, Mptcp, Tls, TlsCa, TokenFile, ConnectTimeout, ResponseTimeout, IdleTimeout, MaxTime, LogLevel];
+    private static readonly Option[] PeerOptions = [Proxy, TierOption, Mptcp, Tls, TlsCa, TokenFile, ConnectTimeout, ResponseTimeout, IdleTimeout, MaxTime, LogLevel];
 
     public static RootCommand Build()
     {
@@ -221,7 +238,8 @@ internal static partial class ClientCommands
         var rangeLength = parse.GetResult(length) is null ? ProtocolLimits.ToEnd : (ulong)parse.GetValue(length);
         var peers = parse.GetValue(Proxy)!;
         var multipath = parse.GetValue(Multipath) ?? MultipathMode.Adaptive;
-        if (peers.Length > 1 && multipath != MultipathMode.Off && !toStdout && parse.GetResult(offset) is null or { Implicit: true } && parse.GetResult(length) is null)
+        if (peers.Length > 1 && parse.GetValue(TierOption) is not { Length: > 0 } && multipath != MultipathMode.Off && !toStdout
+            && parse.GetResult(offset) is null or { Implicit: true } && parse.GetResult(length) is null)
         {
             return await WithOptionsAsync(parse, async (connection, limited) =>
             {
@@ -246,8 +264,9 @@ internal static partial class ClientCommands
             var progress = report.Begin(rawName);
             try
             {
-                var peer = peers[0];
-                await using var client = await FileClient.ConnectAsync(peer.Host, peer.Port, options, limited);
+                await using var client = parse.GetValue(TierOption) is { Length: > 0 } tier
+                    ? await ConnectToOwnerAsync(tier, safeName.Value, options, limited)
+                    : await FileClient.ConnectAsync(peers[0].Host, peers[0].Port, options, limited);
                 var result = toStdout
                     ? await Download.ToStandardOutputAsync(client, safeName, (ulong)parse.GetValue(offset), rangeLength, progress, limited)
                     : await Download.ToPathAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, progress, limited);
@@ -323,6 +342,15 @@ internal static partial class ClientCommands
                     (await MultipathDownload.ToFileAsync(peers, pathOptions, item.Name!, item.Target!, progress, token)).Result,
                     report, limited);
             }
+            if (parse.GetValue(TierOption) is { Length: > 0 } tier)
+            {
+                // Each name from the proxy of the tier that owns it, over a connection of its own.
+                return await Batch.RunAsync(items, workers, async (item, progress, token) =>
+                {
+                    await using var client = await ConnectToOwnerAsync(tier, item.Name!.Value, options, token);
+                    return await Download.ToPathAsync(client, item.Name!, item.Target!, 0, ProtocolLimits.ToEnd, progress, token);
+                }, report, limited);
+            }
             await using var pool = new FileClientPool(peers[0].Host, peers[0].Port, options, maxIdle: workers);
             return await Batch.RunAsync(items, workers, (item, progress, token) =>
                 pool.RunAsync(client => Download.ToPathAsync(client, item.Name!, item.Target!, 0, ProtocolLimits.ToEnd, progress, token), token),
@@ -361,7 +389,7 @@ internal static partial class ClientCommands
                 Console.WriteLine($"transport: {transport}");
             }
             return ExitCodes.Success;
-        }, cancellationToken));
+        }, cancellationToken, parse.GetValue(fileName)));
         return command;
     }
 
@@ -370,7 +398,9 @@ internal static partial class ClientCommands
         var json = new Option<bool>("--json") { Description = "Print the counters as one JSON object" };
         var command = new Command("stats", "Print the proxy's (or server's) counters") { json };
         AddPeerOptions(command);
-        command.SetAction((parse, cancellationToken) => WithClientAsync(parse, async (client, limited) =>
+        command.SetAction((parse, cancellationToken) => parse.GetValue(TierOption) is { Length: > 0 } tier
+            ? WithOptionsAsync(parse, (options, limited) => TierStatsAsync(tier, options, parse.GetValue(json), limited), cancellationToken)
+            : WithClientAsync(parse, async (client, limited) =>
         {
             var head = await client.StatsAsync(limited);
             if (!head.IsOk)
@@ -394,11 +424,7 @@ internal static partial class ClientCommands
             }
             else
             {
-                Console.WriteLine($"{"role",-28} {EscapingEnricher.Escape(head.Message)}");
-                foreach (var (key, value) in head.Counters)
-                {
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{key,-28} {value}"));
-                }
+                PrintCounters(head);
             }
             return ExitCodes.Success;
         }, cancellationToken));
@@ -420,8 +446,77 @@ internal static partial class ClientCommands
             }
             Console.WriteLine(EscapingEnricher.Escape(head.Message));
             return ExitCodes.Success;
-        }, cancellationToken));
+        }, cancellationToken, parse.GetValue(fileName)));
         return command;
+    }
+
+    /// <summary>Prints a STATS answer: one counter a line, the tier's per-peer counters as a table at the end.</summary>
+    private static void PrintCounters(ResponseHead head)
+    {
+        Console.WriteLine($"{"role",-28} {EscapingEnricher.Escape(head.Message)}");
+        foreach (var (key, value) in head.Counters.Where(pair => !pair.Key.StartsWith("peer:", StringComparison.Ordinal)))
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{key,-28} {value}"));
+        }
+        var peers = TierView.Parse(head.Counters);
+        if (peers.Count > 0)
+        {
+            Console.WriteLine("tier (this proxy's view):");
+            foreach (var peer in peers)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  {EscapingEnricher.Escape(peer.Id),-26} {peer.StateName,-5} forwarded {peer.Forwarded}{(peer.DownMs > 0 ? $", tried again in {Units.FormatDuration(TimeSpan.FromMilliseconds(peer.DownMs))}" : "")}"));
+            }
+        }
+    }
+
+    /// <summary>stats --tier: every peer's counters, one after the other (one JSON object keyed by peer).</summary>
+    private static async Task<int> TierStatsAsync(TierPeer[] tier, FileClientOptions options, bool json, CancellationToken cancellationToken)
+    {
+        var exitCode = ExitCodes.Success;
+        using var stdout = Console.OpenStandardOutput();
+        await using var writer = new Utf8JsonWriter(stdout, new JsonWriterOptions { Indented = true });
+        if (json)
+        {
+            writer.WriteStartObject();
+        }
+        foreach (var peer in tier)
+        {
+            ResponseHead head;
+            try
+            {
+                await using var client = await FileClient.ConnectAsync(peer.Host, peer.Port, options, cancellationToken);
+                head = await client.StatsAsync(cancellationToken);
+            }
+            catch (UpstreamException e)
+            {
+                await Console.Error.WriteLineAsync($"error: {peer.Id}: {EscapingEnricher.Escape(e.Message)}");
+                exitCode = ExitCodes.NetworkError;
+                continue;
+            }
+            if (json)
+            {
+                writer.WriteStartObject(peer.Id);
+                writer.WriteString("role", head.Message);
+                foreach (var (key, value) in head.Counters)
+                {
+                    writer.WriteNumber(key, value);
+                }
+                writer.WriteEndObject();
+            }
+            else
+            {
+                Console.WriteLine($"== {peer.Id}");
+                PrintCounters(head);
+            }
+        }
+        if (json)
+        {
+            writer.WriteEndObject();
+            await writer.FlushAsync(cancellationToken);
+            await stdout.WriteAsync("\n"u8.ToArray(), cancellationToken);
+        }
+        return exitCode;
     }
 
     private static void AddPeerOptions(Command command)
@@ -432,15 +527,38 @@ internal static partial class ClientCommands
         }
     }
 
-    /// <summary>Runs <paramref name="action"/> on one connection to the first --proxy address.</summary>
+    /// <summary>Runs <paramref name="action"/> on one connection to the first --proxy address, or with --tier to the
+    /// proxy that owns <paramref name="name"/> (the next in its ranking when that one cannot be connected to).</summary>
     private static Task<int> WithClientAsync(ParseResult parse, Func<FileClient, CancellationToken, Task<int>> action,
-        CancellationToken cancellationToken) =>
+        CancellationToken cancellationToken, string? name = null) =>
         WithOptionsAsync(parse, async (options, limited) =>
         {
-            var peer = parse.GetValue(Proxy)![0];
-            await using var client = await FileClient.ConnectAsync(peer.Host, peer.Port, options, limited);
+            await using var client = parse.GetValue(TierOption) is { Length: > 0 } tier && name is not null
+                ? await ConnectToOwnerAsync(tier, name, options, limited)
+                : await FileClient.ConnectAsync(parse.GetValue(Proxy)![0].Host, parse.GetValue(Proxy)![0].Port, options, limited);
             return await action(client, limited);
         }, cancellationToken);
+
+    private static async Task<FileClient> ConnectToOwnerAsync(TierPeer[] tier, string name, FileClientOptions options, CancellationToken cancellationToken)
+    {
+        var hash = new Rendezvous(tier);
+        var order = new int[hash.Peers.Count];
+        hash.Rank(name, order);
+        for (var i = 0; ; i++)
+        {
+            var peer = hash.Peers[order[i]];
+            try
+            {
+                var client = await FileClient.ConnectAsync(peer.Host, peer.Port, options, cancellationToken);
+                Log.Debug("{Name} goes to {Peer}, rank {Rank} of the tier", name, peer.Id, i + 1);
+                return client;
+            }
+            catch (UpstreamException e) when (i + 1 < order.Length)
+            {
+                Log.Warning("Tier proxy {Peer} does not answer ({Reason}); asking the next one", peer.Id, e.Message);
+            }
+        }
+    }
 
     /// <summary>Runs <paramref name="action"/> with the connection options of the command line (TLS, token, MPTCP,
     /// timeouts) and a token bounded by --max-time; turns failures into exit codes and one line each.</summary>

@@ -13,22 +13,28 @@ namespace FileProxy.Proxy;
 public sealed partial class CacheSource
 {
     /// <summary>Joins the running fill for <paramref name="name"/>, or starts one. Returns null when the name was
-    /// committed meanwhile (look it up again).</summary>
-    private (Fill? Fill, bool Started) JoinOrStartFill(SafeName name, string key)
+    /// committed meanwhile (look it up again); Bypass when a request with the hop mark met a fill that may be
+    /// fetched from another peer (serve it from the origin instead: a forwarded request is never forwarded).</summary>
+    private (Fill? Fill, bool Started, bool Bypass) JoinOrStartFill(SafeName name, string key, bool forwarded)
     {
         lock (_lock)
         {
             if (_entries.ContainsKey(key))
             {
-                return (null, false);
+                return (null, false, false);
             }
             if (_fills.TryGetValue(name.Value, out var running))
             {
+                if (forwarded && running.MayForward)
+                {
+                    _tier!.CountBypass();
+                    return (null, false, true);
+                }
                 running.Pin();
                 Interlocked.Increment(ref _counters.Coalesced);
-                return (running, false);
+                return (running, false, false);
             }
-            var fill = new Fill(name, key);
+            var fill = new Fill(name, key) { MayForward = MayForward(name, forwarded) };
             fill.Pin();
             _fills[name.Value] = fill;
             Interlocked.Increment(ref _counters.Misses);
@@ -41,7 +47,7 @@ public sealed partial class CacheSource
                     _runningFills.Remove(done);
                 }
             }, TaskScheduler.Default);
-            return (fill, true);
+            return (fill, true, false);
         }
     }
 
@@ -66,7 +72,7 @@ public sealed partial class CacheSource
                     return new SourceResult(offered.Response.Head with { Source = ResponseSource.PassThrough },
                         new UpstreamStreamBody(_upstream, offered.Client, offered.Response));
                 }
-                return await PassThroughAsync(fill.Name, request, cancellationToken);
+                return await PassThroughAsync(fill.Name, request, fill.MayForward, cancellationToken);
             }
             var file = upstreamHead.File!;
             if (request.IfVersion.Length > 0 && request.IfVersion != file.Version)
@@ -104,16 +110,18 @@ public sealed partial class CacheSource
         }
     }
 
-    /// <summary>Relays a file that is larger than the whole cache straight from the upstream.</summary>
-    private async ValueTask<SourceResult> PassThroughAsync(SafeName name, GetRequest request, CancellationToken cancellationToken)
+    /// <summary>Relays a file straight from the upstream, uncached: it is larger than the whole cache, or the tier
+    /// relays it from its owner (<paramref name="mayForward"/>: the owning peer, else the origin).</summary>
+    private async ValueTask<SourceResult> PassThroughAsync(SafeName name, GetRequest request, bool mayForward,
+        CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _counters.PassThrough);
         Interlocked.Increment(ref _counters.UpstreamFetches);
         FileClient? client = null;
         try
         {
-            client = await _upstream.RentAsync(cancellationToken);
-            var response = await client.GetAsync(request with { Name = name.Value }, cancellationToken);
+            client = await RentUpstreamAsync(name, mayForward, cancellationToken);
+            var response = await client.GetAsync(request with { Name = name.Value, Forwarded = false }, cancellationToken);
             if (!response.Head.IsOk)
             {
                 await _upstream.ReturnAsync(client);
@@ -205,7 +213,7 @@ public sealed partial class CacheSource
             else
             {
                 GetResponse response;
-                (client, response) = await RequestWholeFileAsync(fill.Name, token);
+                (client, response) = await RequestWholeFileAsync(fill.Name, fill.MayForward, token);
                 var head = response.Head;
                 if (!head.IsOk)
                 {
@@ -331,17 +339,18 @@ public sealed partial class CacheSource
     }
 
     /// <summary>Sends a whole-file GET, retrying once when a pooled connection turns out to be stale.</summary>
-    private async Task<(FileClient, GetResponse)> RequestWholeFileAsync(SafeName name, CancellationToken cancellationToken)
+    private async Task<(FileClient, GetResponse)> RequestWholeFileAsync(SafeName name, bool mayForward, CancellationToken cancellationToken)
     {
         for (var attempt = 0; ; attempt++)
         {
-            var client = await _upstream.RentAsync(cancellationToken);
+            var client = await RentUpstreamAsync(name, mayForward, cancellationToken);
             try
             {
                 return (client, await client.GetAsync(new GetRequest(name.Value), cancellationToken));
             }
             catch (UpstreamException) when (attempt == 0)
             {
+                await ConnectionFailedAsync(client);
                 await client.DisposeAsync();
             }
             catch

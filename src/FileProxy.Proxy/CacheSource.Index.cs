@@ -37,6 +37,7 @@ public sealed partial class CacheSource
                 new("entries", entries),
                 new("bytes_cached", bytesCached),
                 new("cache_max_bytes", _options.MaxBytes == long.MaxValue ? -1 : _options.MaxBytes),
+                .. _tier?.Counters ?? [],
             ];
         }
     }

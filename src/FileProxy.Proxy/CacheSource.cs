@@ -39,6 +39,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         _log = (log ?? Log.Logger).ForContext<CacheSource>();
         _fillSlots = new SemaphoreSlim(options.MaxConcurrentFills);
         _store = new CacheStore(options.Directory, _log);
+        _tier = options.Tier is null ? null : new Tier.ProxyTier(options.Tier, _log);
     }
 
     public string Role => "proxy";
@@ -47,6 +48,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
 
     public async ValueTask<SourceResult> GetAsync(SafeName name, GetRequest request, CancellationToken cancellationToken)
     {
+        CountHopMark(request.Forwarded);
         var key = CacheStore.KeyOf(name);
         for (var attempt = 0; attempt < 4; attempt++)
         {
@@ -81,7 +83,15 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
                 };
                 return new SourceResult(head, body);
             }
-            var (fill, started) = JoinOrStartFill(name, key);
+            if (!request.Forwarded && ForwardUncached(name))
+            {
+                return await PassThroughAsync(name, request, mayForward: true, cancellationToken);
+            }
+            var (fill, started, bypass) = JoinOrStartFill(name, key, request.Forwarded);
+            if (bypass)
+            {
+                return await PassThroughAsync(name, request, mayForward: false, cancellationToken);
+            }
             if (fill is not null)
             {
                 return await ReadFillAsync(fill, started, request, cancellationToken);
@@ -90,8 +100,12 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         return ResponseHead.Error(StatusCode.Busy, $"'{name}' keeps changing in the cache; try again");
     }
 
-    public async ValueTask<ResponseHead> StatAsync(SafeName name, CancellationToken cancellationToken)
+    public ValueTask<ResponseHead> StatAsync(SafeName name, CancellationToken cancellationToken) =>
+        StatAsync(name, new StatRequest(name.Value), cancellationToken);
+
+    public async ValueTask<ResponseHead> StatAsync(SafeName name, StatRequest request, CancellationToken cancellationToken)
     {
+        CountHopMark(request.Forwarded);
         var (entry, error, stale) = await FreshEntryAsync(name, CacheStore.KeyOf(name), cancellationToken);
         if (error is not null)
         {
@@ -103,7 +117,8 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         }
         try
         {
-            var head = await _upstream.RunAsync(client => client.StatAsync(name.Value, cancellationToken), cancellationToken);
+            var head = await RunUpstreamAsync(name, !request.Forwarded, client => client.StatAsync(name.Value, cancellationToken),
+                cancellationToken);
             return head.IsOk ? head with { Source = ResponseSource.Origin } : Relay(head);
         }
         catch (UpstreamException e)
@@ -183,6 +198,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         }
         await Task.WhenAll(fills);
         await _upstream.DisposeAsync();
+        if (_tier is not null)
+        {
+            await _tier.DisposeAsync();
+        }
         _shutdown.Dispose();
         _fillSlots.Dispose();
         _store.Dispose();

@@ -4,8 +4,10 @@ using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Hosting;
 using FileProxy.Protocol.Server;
+using FileProxy.Protocol.Tier;
 using FileProxy.Proxy;
 using FileProxy.Proxy.Cache;
+using FileProxy.Proxy.Tier;
 using Serilog;
 
 var upstreamHostArgument = CommandLine.HostArgument("UPSTREAM_HOST", "Origin server's host (default 127.0.0.1)");
@@ -57,13 +59,32 @@ var upstreamMultipath = new Option<string>("--upstream-multipath")
     DefaultValueFactory = _ => "adaptive",
 };
 upstreamMultipath.AcceptOnlyFromAmong("off", "adaptive", "all");
+var tierDefaults = new TierOptions { Peers = [] };
+var peer = new Option<string[]>("--peer")
+{
+    Description = "A proxy of this one's tier, as HOST:PORT (repeat it for every proxy, this one included, the same list on each): misses for a name another peer owns are fetched from it (default: none)",
+    Arity = ArgumentArity.OneOrMore,
+    AllowMultipleArgumentsPerToken = false,
+};
+var self = new Option<string?>("--self")
+{
+    Description = "Which --peer is this proxy (default: found by the listening port: the --peer with that port on an address of this machine)",
+    HelpName = "host:port",
+};
+var peerDownTime = CommandLine.DurationOption("--peer-down-time",
+    "A peer that does not answer is left out this long, its names going to the next peer, then tried again", tierDefaults.DownFor);
+var peerConnectTimeout = CommandLine.DurationOption("--peer-connect-timeout",
+    "Give up connecting to a peer (and mark it down) after this long", tierDefaults.Connection.ConnectTimeout);
+var keepPeerCopies = CommandLine.SwitchOption("--keep-peer-copies",
+    "Keep a copy of the names other peers own once fetched from them (false: relay them from their owner every time)", tierDefaults.KeepCopies);
 var logLevel = CommandLine.LogLevelOption();
 
 var command = new RootCommand("FileProxy caching proxy: serves files from its cache directory and fetches misses from the origin, once per file however many clients ask.")
 {
     upstreamHostArgument, upstreamPortArgument, listenPortArgument,
     upstreamHost, upstreamPort, port, cacheDir, maxSize, revalidate, serveStale, allowPurge, noFsync,
-    upstreamMptcp, maxFills, upstreamTls, upstreamTlsCa, upstreamTokenFile, upstreamConnectTimeout, upstreamResponseTimeout, upstreamIdleTimeout, upstreamAddress, upstreamMultipath, logLevel,
+    upstreamMptcp, maxFills, upstreamTls, upstreamTlsCa, upstreamTokenFile, upstreamConnectTimeout, upstreamResponseTimeout, upstreamIdleTimeout, upstreamAddress, upstreamMultipath,
+    peer, self, peerDownTime, peerConnectTimeout, keepPeerCopies, logLevel,
 };
 listening.AddTo(command);
 command.Validators.Add(result =>
@@ -86,6 +107,21 @@ command.Validators.Add(result =>
         {
             result.AddError($"--upstream-address '{text}' is not HOST:PORT");
         }
+    }
+    foreach (var text in (result.GetValue(peer) ?? []).Append(result.GetValue(self)).OfType<string>())
+    {
+        if (!TierPeer.TryParse(text, out _))
+        {
+            result.AddError($"peer '{text}' is not HOST:PORT");
+        }
+    }
+    if (result.GetValue(self) is not null && (result.GetValue(peer)?.Length ?? 0) == 0)
+    {
+        result.AddError("--self needs the tier's --peer list");
+    }
+    if ((result.GetValue(peer)?.Length ?? 0) > 0 && (result.GetValue(upstreamAddress)?.Length ?? 0) > 0)
+    {
+        result.AddError("--peer and --upstream-address cannot be combined yet (a tier's fills come from one peer or the origin)");
     }
     if ((result.GetValue(upstreamAddress)?.Length ?? 0) + 1 > MultipathFetcher.MaxSubflows)
     {
@@ -145,11 +181,49 @@ command.SetAction((parse, cancellationToken) => CommandLine.RunServerAsync(parse
         Log.Information("Misses are fetched over {Count} addresses of the origin, multipath {Mode}", addresses.Count, multipathMode);
     }
     var serverOptions = listening.Create(parse, listenPort);
+    if (parse.GetValue(peer) is { Length: > 0 } peerTexts)
+    {
+        cache = cache with { Tier = TierFrom(parse, peerTexts, serverOptions) };
+    }
     Log.Information("Upstream {Host}:{Port}", host, originPort);
     var (server, source) = ProxyServer.Create(host, originPort, cache, serverOptions, upstreamOptions);
     return (server, source);
 }, cancellationToken));
 return await CommandLine.RunAsync(command, args);
+
+// The tier's options: the peers, which one is this proxy, and how to reach the others (the proxy's own token, the
+// upstream's response and idle timeouts).
+TierOptions TierFrom(ParseResult parse, string[] peerTexts, ProtocolServerOptions serverOptions)
+{
+    if (serverOptions.TlsCertificate is not null)
+    {
+        throw new StartException("--peer with --tls-cert is not supported yet (peers talk plain TCP to each other)", CommandLine.UsageError);
+    }
+    var peers = peerTexts.Select(text => TierPeer.TryParse(text, out var parsed) ? parsed : default).DistinctBy(p => p.Id).ToArray();
+    TierPeer? named = parse.GetValue(self) is { } selfText && TierPeer.TryParse(selfText, out var selfPeer) ? selfPeer : null;
+    var me = TierMembership.FindSelf(peers, named, serverOptions.EndPoint);
+    if (me is null)
+    {
+        Log.Warning("This proxy ({EndPoint}) is none of the --peer addresses: it owns no names and fetches every miss from its owner (give --self if it should be one of them)",
+            serverOptions.EndPoint);
+    }
+    Log.Information("Tier of {Count} proxies: {Peers}; this proxy is {Self}", peers.Length, string.Join(", ", peers.Select(p => p.Id)),
+        me?.Id ?? "none of them");
+    return new TierOptions
+    {
+        Peers = peers,
+        Self = me,
+        DownFor = parse.GetValue(peerDownTime),
+        KeepCopies = parse.GetValue(keepPeerCopies),
+        Connection = new FileClientOptions
+        {
+            ConnectTimeout = parse.GetValue(peerConnectTimeout),
+            ResponseTimeout = parse.GetValue(upstreamResponseTimeout),
+            IdleTimeout = parse.GetValue(upstreamIdleTimeout),
+            Token = serverOptions.Token,
+        },
+    };
+}
 
 // HOST:PORT, [IPv6]:PORT.
 static bool TryParseAddress(string text, out (string Host, int Port) address)

@@ -44,6 +44,9 @@ public sealed class FileClient : IAsyncDisposable
 
     internal FileClientOptions Options => _options;
 
+    /// <summary>The pool that opened this connection, which takes it back whichever pool it is handed to.</summary>
+    public FileClientPool? Pool { get; internal set; }
+
     /// <summary>Whether this connection travels over MPTCP, and on how many subflows right now.</summary>
     public MptcpStatus Mptcp => Transport.Mptcp.StatusOf(_socket, _options.Mptcp);
 
@@ -193,6 +196,15 @@ public sealed class FileClient : IAsyncDisposable
         if (_broken)
         {
             throw new UpstreamException("connection is no longer usable after an earlier failure");
+        }
+        if (_options.HopMark)
+        {
+            request = request switch
+            {
+                GetRequest get => get with { Forwarded = true },
+                StatRequest stat => stat with { Forwarded = true },
+                _ => request,
+            };
         }
         var length = WireCodec.EncodeRequest(request, _requestBuffer);
         using var registration = Arm(_options.ResponseTimeout, cancellationToken, out var token);

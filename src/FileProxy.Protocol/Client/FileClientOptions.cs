@@ -23,4 +23,8 @@ public sealed record FileClientOptions
 
     /// <summary>Shared token presented (AUTH) right after connecting; null for none.</summary>
     public string? Token { get; init; }
+
+    /// <summary>Send every GET and STAT with the tier's hop mark (<see cref="Wire.RequestFlags.Forwarded"/>): set on a
+    /// proxy's connections to the other peers of its tier, never on a client's.</summary>
+    public bool HopMark { get; init; }
 }

@@ -33,12 +33,20 @@ public sealed class FileClientPool : IAsyncDisposable
             }
             await client.DisposeAsync();
         }
-        return await FileClient.ConnectAsync(Host, Port, Options, cancellationToken);
+        var fresh = await FileClient.ConnectAsync(Host, Port, Options, cancellationToken);
+        fresh.Pool = this;
+        return fresh;
     }
 
-    /// <summary>Gives a client back; a broken one, or one past the idle limit, is closed.</summary>
+    /// <summary>Gives a client back; a broken one, or one past the idle limit, is closed. A client another pool
+    /// opened goes back to that pool (a proxy of a tier rents from its peers' pools and returns to its origin's).</summary>
     public async ValueTask ReturnAsync(FileClient client)
     {
+        if (client.Pool is { } owner && owner != this)
+        {
+            await owner.ReturnAsync(client);
+            return;
+        }
         if (client.IsReusable && _disposed == 0 && _idle.Count < _maxIdle)
         {
             _idle.Add(client);
@@ -66,6 +74,15 @@ public sealed class FileClientPool : IAsyncDisposable
             {
                 await ReturnAsync(client);
             }
+        }
+    }
+
+    /// <summary>Closes the idle connections (the peer went away: they are likely dead); the next rent connects.</summary>
+    public async ValueTask CloseIdleAsync()
+    {
+        while (_idle.TryTake(out var client))
+        {
+            await client.DisposeAsync();
         }
     }
 

@@ -16,6 +16,11 @@ public interface IFileSource
 
     ValueTask<ResponseHead> StatAsync(SafeName name, CancellationToken cancellationToken);
 
+    /// <summary>A STAT with its request, for sources that act on its flags (a proxy of a tier on the hop mark);
+    /// the others answer it as <see cref="StatAsync(SafeName, CancellationToken)"/>.</summary>
+    ValueTask<ResponseHead> StatAsync(SafeName name, StatRequest request, CancellationToken cancellationToken) =>
+        StatAsync(name, cancellationToken);
+
     ValueTask<ResponseHead> PurgeAsync(SafeName name, CancellationToken cancellationToken);
 
     /// <summary>Lists one page of a directory (<paramref name="directory"/> null: the root), entries after

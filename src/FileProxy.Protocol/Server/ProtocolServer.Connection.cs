@@ -248,7 +248,7 @@ public sealed partial class ProtocolServer
                 result = request switch
                 {
                     GetRequest get => await _server._source.GetAsync(safeName!, get, Abort),
-                    StatRequest => await _server._source.StatAsync(safeName!, Abort),
+                    StatRequest stat => await _server._source.StatAsync(safeName!, stat, Abort),
                     PurgeRequest => await _server._source.PurgeAsync(safeName!, Abort),
                     ListRequest list => await _server._source.ListAsync(safeName, list.Cursor,
                         list.Limit is 0 or > ProtocolLimits.MaxListEntries ? ProtocolLimits.MaxListEntries : list.Limit, Abort),

@@ -1,15 +1,24 @@
 namespace FileProxy.Protocol.Wire;
 
-/// <summary>GET: <c>[str16 name][u64 offset][u64 length][str16 ifVersion]</c>. Length <see cref="ProtocolLimits.ToEnd"/>
-/// means to the end of the file; an empty ifVersion accepts any version.</summary>
-public sealed record GetRequest(string Name, ulong Offset = 0, ulong Length = ProtocolLimits.ToEnd, string IfVersion = "")
-    : Request(Opcode.Get);
+/// <summary>GET: <c>[str16 name][u64 offset][u64 length][str16 ifVersion]</c>, then <c>[u8 flags]</c> only when a flag is
+/// set. Length <see cref="ProtocolLimits.ToEnd"/> means to the end of the file; an empty ifVersion accepts any version.
+/// <paramref name="Forwarded"/> is the tier's hop mark (<see cref="RequestFlags.Forwarded"/>).</summary>
+public sealed record GetRequest(string Name, ulong Offset = 0, ulong Length = ProtocolLimits.ToEnd, string IfVersion = "",
+    bool Forwarded = false) : Request(Opcode.Get);
 
 /// <summary>A decoded request frame.</summary>
 public abstract record Request(Opcode Opcode);
 
-/// <summary>STAT: <c>[str16 name]</c>.</summary>
-public sealed record StatRequest(string Name) : Request(Opcode.Stat);
+/// <summary>STAT: <c>[str16 name]</c>, then <c>[u8 flags]</c> only when a flag is set (see <see cref="GetRequest"/>).</summary>
+public sealed record StatRequest(string Name, bool Forwarded = false) : Request(Opcode.Stat);
+
+/// <summary>Bits of the optional flags byte that ends a GET or STAT payload (docs/PROTOCOL.md, "Request flags").</summary>
+public static class RequestFlags
+{
+    /// <summary>The hop mark: a proxy of a tier sent this request on behalf of its own client. The receiver answers
+    /// it from its cache or the origin and never forwards it to another peer.</summary>
+    public const byte Forwarded = 0x01;
+}
 
 /// <summary>STATS: empty payload.</summary>
 public sealed record StatsRequest() : Request(Opcode.Stats);

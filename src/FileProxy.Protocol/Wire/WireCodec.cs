@@ -3,8 +3,9 @@ namespace FileProxy.Protocol.Wire;
 /// <summary>
 /// Encodes and decodes whole frames. Layouts (big-endian, str16 = u16 byte count + UTF-8):
 /// <list type="bullet">
-/// <item>GET <c>[str16 name][u64 offset][u64 length][str16 ifVersion]</c></item>
-/// <item>STAT, PURGE <c>[str16 name]</c>; STATS: empty; AUTH <c>[str16 token]</c>; LIST <c>[str16 directory][str16 cursor][u16 limit]</c></item>
+/// <item>GET <c>[str16 name][u64 offset][u64 length][str16 ifVersion]</c>, then <c>[u8 flags]</c> when not 0</item>
+/// <item>STAT <c>[str16 name]</c>, then <c>[u8 flags]</c> when not 0; PURGE <c>[str16 name]</c>; STATS: empty;
+///   AUTH <c>[str16 token]</c>; LIST <c>[str16 directory][str16 cursor][u16 limit]</c></item>
 /// <item>every response <c>[u8 status][str16 message]</c>, and on Ok:
 ///   GET <c>[u64 size][str16 version][32 digest][u64 offset][u64 length][u8 source]</c> then length raw body bytes;
 ///   STAT <c>[u64 size][str16 version][32 digest][u8 source]</c>;
@@ -15,8 +16,8 @@ namespace FileProxy.Protocol.Wire;
 /// </summary>
 public static class WireCodec
 {
-    /// <summary>Room for any request frame.</summary>
-    public const int MaxRequestFrame = ProtocolLimits.FrameHeaderLength + 2 + ProtocolLimits.MaxNameBytes + 16 + 2 + ProtocolLimits.MaxVersionBytes;
+    /// <summary>Room for any request frame (the largest is a GET with its flags byte).</summary>
+    public const int MaxRequestFrame = ProtocolLimits.FrameHeaderLength + 2 + ProtocolLimits.MaxNameBytes + 16 + 2 + ProtocolLimits.MaxVersionBytes + 1;
 
     /// <summary>Room for any response frame.</summary>
     public const int MaxResponseFrame = ProtocolLimits.FrameHeaderLength + ProtocolLimits.MaxFrameLength;
@@ -37,9 +38,11 @@ public static class WireCodec
                     throw new ArgumentException($"if-version is longer than {ProtocolLimits.MaxVersionBytes} bytes", nameof(request));
                 }
                 writer.String16(get.IfVersion, ProtocolLimits.MaxVersionBytes);
+                WriteFlags(ref writer, get.Forwarded);
                 break;
             case StatRequest stat:
                 WriteName(ref writer, stat.Name);
+                WriteFlags(ref writer, stat.Forwarded);
                 break;
             case PurgeRequest purge:
                 WriteName(ref writer, purge.Name);
@@ -77,8 +80,9 @@ public static class WireCodec
         var reader = new WireReader(payload);
         Request request = opcode switch
         {
-            Opcode.Get => new GetRequest(ReadName(ref reader), reader.U64(), reader.U64(), ReadVersion(ref reader, "if-version")),
-            Opcode.Stat => new StatRequest(ReadName(ref reader)),
+            Opcode.Get => new GetRequest(ReadName(ref reader), reader.U64(), reader.U64(), ReadVersion(ref reader, "if-version"),
+                Forwarded: (ReadFlags(ref reader) & RequestFlags.Forwarded) != 0),
+            Opcode.Stat => new StatRequest(ReadName(ref reader), Forwarded: (ReadFlags(ref reader) & RequestFlags.Forwarded) != 0),
             Opcode.Stats => new StatsRequest(),
             Opcode.Purge => new PurgeRequest(ReadName(ref reader)),
             Opcode.Auth => new AuthRequest(reader.String16(ProtocolLimits.MaxTokenBytes, "token")),
@@ -184,6 +188,20 @@ public static class WireCodec
         }
         writer.String16(name, ProtocolLimits.MaxNameBytes);
     }
+
+    /// <summary>The flags byte is sent only when a flag is set, so a request without one is byte for byte what peers
+    /// before it sent; and only those peers refuse it (trailing bytes).</summary>
+    private static void WriteFlags(ref WireWriter writer, bool forwarded)
+    {
+        if (forwarded)
+        {
+            writer.U8(RequestFlags.Forwarded);
+        }
+    }
+
+    /// <summary>The optional flags byte at the end of a GET or STAT: 0 when absent. Bits this peer does not know are
+    /// ignored, so later flags can be added without a new protocol version.</summary>
+    private static byte ReadFlags(ref WireReader reader) => reader.Remaining > 0 ? reader.U8() : (byte)0;
 
     private static string ReadName(ref WireReader reader) => reader.String16(ProtocolLimits.MaxNameBytes, "name");
 

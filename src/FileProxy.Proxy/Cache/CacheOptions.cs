@@ -24,4 +24,7 @@ public sealed record CacheOptions
 
     /// <summary>Fetch misses over several addresses of the origin at once (null: one connection).</summary>
     public UpstreamMultipath? Multipath { get; init; }
+
+    /// <summary>Take part in a tier of proxies (null: fetch every miss from the origin).</summary>
+    public Tier.TierOptions? Tier { get; init; }
 }

@@ -43,6 +43,10 @@ internal sealed class Fill
     /// yet is held back from other fills' free-space checks.</summary>
     public long Reserved { get; set; }
 
+    /// <summary>Started by a request without the tier's hop mark, for a name another peer answers: it may fetch
+    /// from that peer, so a request with the hop mark must not join it (CacheSource.Tier.cs).</summary>
+    public bool MayForward { get; init; }
+
     /// <summary>Purged while running: serve the readers, commit nothing.</summary>
     public volatile bool Purged;
 

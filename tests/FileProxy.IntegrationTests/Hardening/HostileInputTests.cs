@@ -50,7 +50,7 @@ public sealed class HostileInputTests(ITestOutputHelper output)
         ["zero-length GET"] = (Header(Opcode.Get, 0), GoesOn(Opcode.GetResponse, StatusCode.BadRequest)),
         ["zero-length STAT"] = (Header(Opcode.Stat, 0), GoesOn(Opcode.StatResponse, StatusCode.BadRequest)),
         ["STATS with a trailing byte"] = (Frame(Opcode.Stats, [0]), GoesOn(Opcode.StatsResponse, StatusCode.BadRequest)),
-        ["GET with a trailing byte"] = (Frame(Opcode.Get, [.. Request(new GetRequest("a.bin"))[ProtocolLimits.FrameHeaderLength..], 0]), GoesOn(Opcode.GetResponse, StatusCode.BadRequest)),
+        ["GET with a byte after its flags byte"] = (Frame(Opcode.Get, [.. Request(new GetRequest("a.bin"))[ProtocolLimits.FrameHeaderLength..], 0, 0]), GoesOn(Opcode.GetResponse, StatusCode.BadRequest)),
         ["name length 65535 in a short payload"] = (Frame(Opcode.Stat, [0xFF, 0xFF, 0x61]), GoesOn(Opcode.StatResponse, StatusCode.BadRequest)),
         ["name length 1025 (over the limit)"] = (Frame(Opcode.Stat, [.. U16(1025), .. new byte[1025]]), GoesOn(Opcode.StatResponse, StatusCode.BadRequest)),
         ["name length past the payload"] = (Frame(Opcode.Stat, [0, 100, 0x61]), GoesOn(Opcode.StatResponse, StatusCode.BadRequest)),

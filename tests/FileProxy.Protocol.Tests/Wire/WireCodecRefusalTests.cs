@@ -48,8 +48,9 @@ public sealed class WireCodecRefusalTests
     [MemberData(nameof(RequestNames))]
     public void Request_payload_with_a_trailing_byte_throws_ProtocolException(string sample)
     {
+        // Two bytes: GET and STAT take one optional flags byte at the end (RequestFlagsTests); the second trails.
         var frame = Frames.Request(Samples.Requests[sample]);
-        byte[] payload = [.. Frames.PayloadOf(frame), 0x00];
+        byte[] payload = [.. Frames.PayloadOf(frame), 0x00, 0x00];
 
         var act = () => WireCodec.DecodeRequest(Frames.HeaderOf(frame).Opcode, payload);
 

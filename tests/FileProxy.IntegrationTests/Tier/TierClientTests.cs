@@ -1,0 +1,68 @@
+using System.Text;
+using FileProxy.IntegrationTests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace FileProxy.IntegrationTests.Tier;
+
+/// <summary>The real client program with <c>--tier</c>: each name straight to its owner, the next one when the owner
+/// is down; and <c>stats</c> showing a proxy's view of its tier.</summary>
+public sealed class TierClientTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task The_client_asks_each_name_s_owner_and_the_next_peer_when_the_owner_is_down()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        await using var tier = new TierCluster(output, 3);
+        using var work = new TempDirectory("fileproxy-tier-client");
+        var names = new[] { "t/0.bin", "t/1.bin", "t/2.bin", "t/3.bin" };
+        foreach (var (name, i) in names.Select((name, i) => (name, i)))
+        {
+            tier.Root.Write(name, Fetch.RandomBytes(20_000 + i, seed: 70 + i));
+        }
+        tier.StartAll();
+        var list = string.Join(',', tier.Peers.Select(peer => peer.Id));
+
+        foreach (var name in names)
+        {
+            var run = await ClientProcess.RunAsync(output, [name, "--tier", list, "-o", work.Combine(Path.GetFileName(name))], deadline.Token);
+            run.ExitCode.Should().Be(0, run.StandardError);
+            File.ReadAllBytes(work.Combine(Path.GetFileName(name))).Should().Equal(File.ReadAllBytes(tier.Root.Combine(name)));
+        }
+        for (var proxy = 0; proxy < tier.Count; proxy++)
+        {
+            var stats = await tier.StatsAsync(proxy, deadline.Token);
+            stats["tier_forwarded"].Should().Be(0, "the client went to each name's owner itself");
+            stats["cache_misses"].Should().Be(names.Count(name => tier.OwnerOf(name) == proxy));
+        }
+
+        var orphan = names[0];
+        await tier.StopAsync(tier.OwnerOf(orphan));
+        var again = await ClientProcess.RunAsync(output, [orphan, "--tier", list, "-o", "-"], deadline.Token);
+        again.ExitCode.Should().Be(0, again.StandardError);
+        again.StandardOutput.Should().Equal(File.ReadAllBytes(tier.Root.Combine(orphan)));
+        again.StandardError.Should().Contain("does not answer");
+    }
+
+    [Fact]
+    public async Task Stats_show_the_tier_as_this_proxy_sees_it()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await using var tier = new TierCluster(output, 3);
+        tier.Root.Write("s.bin", Fetch.RandomBytes(1000, seed: 80));
+        tier.StartAll();
+        var asker = (tier.OwnerOf("s.bin") + 1) % 3;
+        await tier.StopAsync(tier.OwnerOf("s.bin"));
+        await using (var client = await tier.ConnectAsync(asker, deadline.Token))
+        {
+            (await Fetch.GetAsync(client, "s.bin", deadline.Token)).Head.IsOk.Should().BeTrue();
+        }
+
+        var run = await ClientProcess.RunAsync(output, ["stats", "--proxy", $"127.0.0.1:{tier.Port(asker)}"], deadline.Token);
+
+        run.ExitCode.Should().Be(0, run.StandardError);
+        var text = Encoding.UTF8.GetString(run.StandardOutput);
+        text.Should().Contain("tier (this proxy's view):");
+        text.Should().MatchRegex($@"127\.0\.0\.1:{tier.Port(asker)}\s+self");
+        text.Should().MatchRegex($@"127\.0\.0\.1:{tier.Port(tier.OwnerOf("s.bin"))}\s+down\s+forwarded 0, tried again in");
+    }
+}
