@@ -64,6 +64,34 @@ internal static class ClientCommands
 
     private static readonly Option<bool> Mptcp = new("--mptcp") { Description = "Connect with a Linux MPTCP socket" };
 
+    // Resume and retries of a single-path download (Download, PartialFile, RetryPolicy).
+    private static readonly Option<bool> Resume = new("--resume")
+    {
+        Description = "Continue the partial file an earlier --resume left (.NAME.partial), or a shorter output, with a ranged GET if the version still matches; keep the partial file if this run fails too",
+    };
+
+    private static readonly Option<int> Retries = new("--retries")
+    {
+        Description = "Try a passing failure (no connection, connection cut, timeout, Busy, UpstreamUnavailable) this many more times, after 0.25 s, 0.5 s, 1 s, ... (at most 4 s, with jitter), from the first byte not yet received",
+        HelpName = "n",
+        DefaultValueFactory = _ => RetryPolicy.DefaultRetries,
+        Validators = { result => { if (result.GetValueOrDefault<int>() < 0) { result.AddError("--retries cannot be negative"); } } },
+    };
+
+    private static DownloadOptions DownloadOptionsOf(ParseResult parse) => new()
+    {
+        Resume = parse.GetValue(Resume),
+        Retry = new RetryPolicy { Retries = parse.GetValue(Retries) },
+        Notice = line => Console.Error.WriteLine(EscapingEnricher.Escape(line)),
+    };
+
+    /// <summary>Why --resume cannot apply to this command line, or null.</summary>
+    private static string? ResumeRefusal(ParseResult parse, bool toStdout, bool isRange) =>
+        !parse.GetValue(Resume) ? null
+        : toStdout ? "--resume needs an output file, not -o -"
+        : isRange ? "--resume fetches whole files: it does not combine with --offset or --length"
+        : null;
+
     private static readonly Option<Serilog.Events.LogEventLevel> LogLevel = CommandLine.LogLevelOption();
 
     private static readonly FileClientOptions Defaults = new();
@@ -121,7 +149,7 @@ internal static class ClientCommands
         };
         var offset = CommandLine.SizeOption("--offset", "Fetch from this byte on (a range: the digest is checked only for whole files)", 0);
         var length = CommandLine.SizeOption("--length", "Fetch at most this many bytes (default: to the end)");
-        var command = new Command(name, description) { fileName, output, offset, length, Multipath };
+        var command = new Command(name, description) { fileName, output, offset, length, Multipath, Resume, Retries };
         AddPeerOptions(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -133,10 +161,15 @@ internal static class ClientCommands
             }
             var target = parse.GetValue(output);
             var toStdout = target == "-";
+            var isRange = parse.GetResult(offset) is { Implicit: false } || parse.GetResult(length) is not null;
+            if (ResumeRefusal(parse, toStdout, isRange) is { } refusal)
+            {
+                await Console.Error.WriteLineAsync($"error: {refusal}");
+                return ExitCodes.UsageError;
+            }
             if (!toStdout)
             {
                 // A range never takes the whole file's name: it would replace a complete copy with a part.
-                var isRange = parse.GetResult(offset) is { Implicit: false } || parse.GetResult(length) is not null;
                 var defaultName = isRange
                     ? string.Create(CultureInfo.InvariantCulture,
                         $"{safeName.FileName}.range-{parse.GetValue(offset)}-{(parse.GetResult(length) is null ? "end" : parse.GetValue(length))}")
@@ -147,7 +180,7 @@ internal static class ClientCommands
             var rangeLength = parse.GetResult(length) is null ? ProtocolLimits.ToEnd : (ulong)parse.GetValue(length);
             var peers = parse.GetValue(Proxy)!;
             var mode = parse.GetValue(Multipath) ?? MultipathMode.Adaptive;
-            if (peers.Length > 1 && mode != MultipathMode.Off && !toStdout && parse.GetResult(offset) is null or { Implicit: true } && parse.GetResult(length) is null)
+            if (peers.Length > 1 && mode != MultipathMode.Off && !toStdout && !isRange && !parse.GetValue(Resume))
             {
                 return await WithOptionsAsync(parse, async (connection, limited) =>
                 {
@@ -157,12 +190,13 @@ internal static class ClientCommands
                     return result.ExitCode;
                 }, cancellationToken);
             }
-            return await WithClientAsync(parse, async (client, limited) =>
+            return await WithOptionsAsync(parse, async (connection, limited) =>
             {
+                Task<FileClient> Connect(CancellationToken token) => FileClient.ConnectAsync(peers[0].Host, peers[0].Port, connection, token);
                 var result = toStdout
-                    ? await Download.ToStandardOutputAsync(client, safeName, (ulong)parse.GetValue(offset), rangeLength, limited)
-                    : await Download.ToPathAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, limited);
-                Report(safeName, target!, toStdout, result, client.Mptcp.Describe(), null);
+                    ? await Download.ToStandardOutputAsync(Connect, safeName, (ulong)parse.GetValue(offset), rangeLength, DownloadOptionsOf(parse), limited)
+                    : await Download.ToPathAsync(Connect, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, DownloadOptionsOf(parse), limited);
+                Report(safeName, target!, toStdout, result, result.Transport, null);
                 return result.ExitCode;
             }, cancellationToken);
         });
@@ -345,11 +379,17 @@ internal static class ClientCommands
         }
         var head = result.Head!;
         var seconds = Math.Max(result.Elapsed.TotalSeconds, 1e-6);
-        var line = string.Create(CultureInfo.InvariantCulture,
-            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}{(transport is null ? "" : ", " + transport)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{Subflows(transfer)}{(toStdout ? "" : " -> " + target)}");
+        var line = result.Bytes == 0 && result.Resumed > 0 ? string.Create(CultureInfo.InvariantCulture,
+            $"{name}: already complete, {result.Resumed} bytes ({Units.FormatBytes(result.Resumed)}) on disk, {Describe(head.Source)}, blake3 verified {head.File!.Digest.ToString()[..16]}…{(toStdout ? "" : " -> " + target)}")
+            : string.Create(CultureInfo.InvariantCulture,
+            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}{(transport is null ? "" : ", " + transport)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{Resumed(result)}{Subflows(transfer)}{(toStdout ? "" : " -> " + target)}");
         // Beside the bytes themselves on standard output, or on a device or FIFO that may well be standard output.
         (toStdout || result.WroteStraight ? Console.Error : Console.Out).WriteLine(line);
     }
+
+    /// <summary>With --resume or retries: the bytes that were on disk, and the tries it took.</summary>
+    private static string Resumed(DownloadResult result) => string.Create(CultureInfo.InvariantCulture,
+        $"{(result.Resumed == 0 ? "" : $", resumed after {result.Resumed} bytes on disk")}{(result.Attempts > 1 ? $", {result.Attempts} attempts" : "")}");
 
     /// <summary>For a multipath download: how many subflows carried data, and each one's share.</summary>
     private static string Subflows(MultipathResult? transfer) => transfer is null ? ""
