@@ -192,9 +192,8 @@ internal static class Download
                             if (state.FromDisk == 0 || state.StartedOver)
                             {
                                 sink.Keep = false;
-                                return new DownloadResult(ExitCodes.IntegrityError,
-                                    $"integrity check failed: received bytes hash to {actual}, the server announced {announced}")
-                                { Head = head, Bytes = state.Received, Attempts = tries.Attempts };
+                                return Failed(ExitCodes.IntegrityError,
+                                    $"integrity check failed: received bytes hash to {actual}, the server announced {announced}");
                             }
                             (changed, failure, exitCode) = ($"the {state.FromDisk} bytes that were on disk are not the start of this file", "", 0);
                         }
@@ -222,8 +221,7 @@ internal static class Download
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    return new DownloadResult(ExitCodes.LocalIoError, sink.WriteFailure(e, state))
-                    { Head = head, Bytes = state.Received, Attempts = tries.Attempts };
+                    return Failed(ExitCodes.LocalIoError, sink.WriteFailure(e, state));
                 }
 
                 if (changed is not null)
@@ -232,21 +230,28 @@ internal static class Download
                     var why = state.StartedOver ? "and again after starting over" : sink.CannotStartOver(state);
                     if (why is not null)
                     {
-                        return new DownloadResult(ExitCodes.NetworkError, $"{changed}, {why}")
-                        { Head = head, Bytes = state.Received, Attempts = tries.Attempts };
+                        return Failed(ExitCodes.NetworkError, $"{changed}, {why}");
                     }
                     tries.Notice($"{name}: {changed}; starting over");
                     sink.StartOver();
                     state.StartOver(whole);
+                    await tries.DropIfUnusableAsync();
                     continue;
                 }
                 if (transient && await tries.BackOffAsync(failure, state.Have, cancellationToken))
                 {
                     continue;
                 }
-                return new DownloadResult(exitCode, transient ? tries.GaveUp(failure) : failure)
-                { Head = head, Bytes = state.Received, Attempts = tries.Attempts };
+                return Failed(exitCode, transient ? tries.GaveUp(failure) : failure);
+
+                DownloadResult Failed(int exitCode, string message) =>
+                    new(exitCode, sink.Kept(state) is { } kept ? $"{message} ({kept})" : message) { Head = head, Bytes = state.Received, Attempts = tries.Attempts };
             }
+        }
+        catch (OperationCanceledException) when (sink.Kept(state) is { } kept)
+        {
+            tries.Notice($"{name}: {kept}");
+            throw;
         }
         finally
         {
@@ -341,6 +346,9 @@ internal static class Download
 
         public string GaveUp(string reason) => _retries == 0 ? reason : $"{reason} (gave up after {Attempts} attempts)";
 
+        /// <summary>Drops a connection an abandoned body made unusable, so the next try connects again.</summary>
+        public ValueTask DropIfUnusableAsync() => _client is { IsReusable: false } ? DropAsync() : ValueTask.CompletedTask;
+
         public ValueTask DisposeAsync() => DropAsync();
 
         private async ValueTask DropAsync()
@@ -380,6 +388,9 @@ internal static class Download
         public abstract void Commit();
 
         public abstract string WriteFailure(Exception e, TransferState state);
+
+        /// <summary>What a failure leaves for the next --resume, or null.</summary>
+        public virtual string? Kept(TransferState state) => null;
 
         public virtual void Dispose()
         {
@@ -426,6 +437,10 @@ internal static class Download
         }
 
         public override string? CannotStartOver(TransferState state) => null;
+
+        public override string? Kept(TransferState state) => partial.Keep && partial.IsResumable && state.Have > 0 && File.Exists(partial.DataPath)
+            ? string.Create(CultureInfo.InvariantCulture, $"{state.Have} bytes kept in {Path.GetFileName(partial.DataPath)}; run again with --resume to continue")
+            : null;
 
         public override void StartOver() => partial.Restart();
 

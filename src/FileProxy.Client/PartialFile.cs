@@ -40,6 +40,9 @@ internal sealed class PartialFile : IDisposable
         _resumable = resumable;
     }
 
+    /// <summary>Whether this is the partial file of --resume, kept after a failure.</summary>
+    public bool IsResumable => _resumable;
+
     /// <summary>Where the bytes go until the rename.</summary>
     public string DataPath { get; }
 

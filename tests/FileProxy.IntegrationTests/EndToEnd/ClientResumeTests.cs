@@ -165,6 +165,28 @@ public sealed class ClientResumeTests(ITestOutputHelper output)
         downloads.Files().Should().BeEquivalentTo("big.bin");
     }
 
+    [Fact]
+    public async Task A_partial_file_another_client_is_writing_is_left_alone_with_exit_7()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var (cluster, control, _) = await StartAsync();
+        await using var __ = cluster;
+        using var downloads = new TempDirectory("fileproxy-out");
+        cluster.Root.Write("big.bin", Fetch.RandomBytes(Size, seed: 109));
+        var partial = downloads.Write(".big.bin.partial", Fetch.RandomBytes(1000, seed: 110));
+        // What a client writing it holds: an exclusive flock(2) on the partial file.
+        using (new FileStream(partial, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
+            var run = await RunAsync(cluster, deadline.Token, "big.bin", "-o", downloads.Combine("big.bin"), "--resume");
+
+            run.ExitCode.Should().Be(ExitCodes.LocalIoError);
+            run.Lines().Should().ContainSingle().Which.Should().Be("error: big.bin: cannot resume " + downloads.Combine("big.bin")
+                + ": .big.bin.partial is being written by another client");
+        }
+        control.Requests("big.bin").Should().BeEmpty();
+        File.ReadAllBytes(partial).Should().Equal(Fetch.RandomBytes(1000, seed: 110));
+    }
+
     [Theory]
     [InlineData("-o", "-")]
     [InlineData("--offset", "10")]
