@@ -75,13 +75,23 @@ internal static class ClientCommands
         Description = "Try a passing failure (no connection, connection cut, timeout, Busy, UpstreamUnavailable) this many more times, after 0.25 s, 0.5 s, 1 s, ... (at most 4 s, with jitter), from the first byte not yet received",
         HelpName = "n",
         DefaultValueFactory = _ => RetryPolicy.DefaultRetries,
-        Validators = { result => { if (result.GetValueOrDefault<int>() < 0) { result.AddError("--retries cannot be negative"); } } },
+        Validators =
+        {
+            result =>
+            {
+                if (result.GetValueOrDefault<int>() < 0)
+                {
+                    result.AddError("--retries cannot be negative");
+                }
+            },
+        },
     };
 
     private static DownloadOptions DownloadOptionsOf(ParseResult parse) => new()
     {
         Resume = parse.GetValue(Resume),
         Retry = new RetryPolicy { Retries = parse.GetValue(Retries) },
+        // One line per retry and start-over, on standard error (a --quiet would pass a no-op here).
         Notice = line => Console.Error.WriteLine(EscapingEnricher.Escape(line)),
     };
 
