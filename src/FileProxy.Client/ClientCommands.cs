@@ -90,6 +90,44 @@ internal static partial class ClientCommands
     private const int DefaultParallel = 4;
 
     private const int MaxParallel = 64;
+    // Resume and retries of a single-path download (Download, PartialFile, RetryPolicy).
+    private static readonly Option<bool> Resume = new("--resume")
+    {
+        Description = "Continue the partial file an earlier --resume left (.NAME.partial), or a shorter output, with a ranged GET if the version still matches; keep the partial file if this run fails too",
+    };
+
+    private static readonly Option<int> Retries = new("--retries")
+    {
+        Description = "Try a passing failure (no connection, connection cut, timeout, Busy, UpstreamUnavailable) this many more times, after 0.25 s, 0.5 s, 1 s, ... (at most 4 s, with jitter), from the first byte not yet received",
+        HelpName = "n",
+        DefaultValueFactory = _ => RetryPolicy.DefaultRetries,
+        Validators =
+        {
+            result =>
+            {
+                if (result.GetValueOrDefault<int>() < 0)
+                {
+                    result.AddError("--retries cannot be negative");
+                }
+            },
+        },
+    };
+
+    private static DownloadOptions DownloadOptionsOf(ParseResult parse, ClientOutput report, IDownloadProgress? progress) => new()
+    {
+        Resume = parse.GetValue(Resume),
+        Retry = new RetryPolicy { Retries = parse.GetValue(Retries) },
+        // One line per retry and start-over, on standard error (above the bars; none with --quiet).
+        Notice = line => report.Notice(EscapingEnricher.Escape(line)),
+        Progress = progress,
+    };
+
+    /// <summary>Why --resume cannot apply to this command line, or null.</summary>
+    private static string? ResumeRefusal(ParseResult parse, bool toStdout, bool isRange) =>
+        !parse.GetValue(Resume) ? null
+        : toStdout ? "--resume needs an output file, not -o -"
+        : isRange ? "--resume fetches whole files: it does not combine with --offset or --length"
+        : null;
 
     private static readonly Option<Serilog.Events.LogEventLevel> LogLevel = CommandLine.LogLevelOption();
 
@@ -176,7 +214,7 @@ internal static partial class ClientCommands
         {
             Description = "NAME is a directory: fetch every file under it (see 'list'), each to its whole name under the current directory or -o DIR",
         };
-        var command = new Command(name, description) { fileNames, output, offset, length, input, parallel, flat, Quiet, Json, Multipath, recursive };
+        var command = new Command(name, description) { fileNames, output, offset, length, input, parallel, flat, Quiet, Json, Multipath, recursive, Resume, Retries };
         AddPeerOptions(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -224,10 +262,15 @@ internal static partial class ClientCommands
         }
         var target = parse.GetValue(output);
         var toStdout = target == "-";
+        var isRange = parse.GetResult(offset) is { Implicit: false } || parse.GetResult(length) is not null;
+        if (ResumeRefusal(parse, toStdout, isRange) is { } notResumable)
+        {
+            await Console.Error.WriteLineAsync($"error: {notResumable}");
+            return ExitCodes.UsageError;
+        }
         if (!toStdout)
         {
             // A range never takes the whole file's name: it would replace a complete copy with a part.
-            var isRange = parse.GetResult(offset) is { Implicit: false } || parse.GetResult(length) is not null;
             var defaultName = isRange
                 ? string.Create(CultureInfo.InvariantCulture,
                     $"{safeName.FileName}.range-{parse.GetValue(offset)}-{(parse.GetResult(length) is null ? "end" : parse.GetValue(length))}")
@@ -239,7 +282,7 @@ internal static partial class ClientCommands
         var peers = parse.GetValue(Proxy)!;
         var multipath = parse.GetValue(Multipath) ?? MultipathMode.Adaptive;
         if (peers.Length > 1 && parse.GetValue(TierOption) is not { Length: > 0 } && multipath != MultipathMode.Off && !toStdout
-            && parse.GetResult(offset) is null or { Implicit: true } && parse.GetResult(length) is null)
+            && !isRange && !parse.GetValue(Resume))
         {
             return await WithOptionsAsync(parse, async (connection, limited) =>
             {
@@ -264,13 +307,15 @@ internal static partial class ClientCommands
             var progress = report.Begin(rawName);
             try
             {
-                await using var client = parse.GetValue(TierOption) is { Length: > 0 } tier
-                    ? await ConnectToOwnerAsync(tier, safeName.Value, options, limited)
-                    : await FileClient.ConnectAsync(peers[0].Host, peers[0].Port, options, limited);
+                var tier = parse.GetValue(TierOption);
+                Task<FileClient> Connect(CancellationToken token) => tier is { Length: > 0 }
+                    ? ConnectToOwnerAsync(tier, safeName.Value, options, token)
+                    : FileClient.ConnectAsync(peers[0].Host, peers[0].Port, options, token);
+                var tries = DownloadOptionsOf(parse, report, progress);
                 var result = toStdout
-                    ? await Download.ToStandardOutputAsync(client, safeName, (ulong)parse.GetValue(offset), rangeLength, progress, limited)
-                    : await Download.ToPathAsync(client, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, progress, limited);
-                report.Finished(rawName, target, toStdout, result, progress, client.Mptcp.Describe());
+                    ? await Download.ToStandardOutputAsync(Connect, safeName, (ulong)parse.GetValue(offset), rangeLength, tries, limited)
+                    : await Download.ToPathAsync(Connect, safeName, target!, (ulong)parse.GetValue(offset), rangeLength, tries, limited);
+                report.Finished(rawName, target, toStdout, result, progress, result.Transport);
                 return result.ExitCode;
             }
             catch (UpstreamException e) when (mode == OutputMode.Json)
@@ -345,15 +390,14 @@ internal static partial class ClientCommands
             if (parse.GetValue(TierOption) is { Length: > 0 } tier)
             {
                 // Each name from the proxy of the tier that owns it, over a connection of its own.
-                return await Batch.RunAsync(items, workers, async (item, progress, token) =>
-                {
-                    await using var client = await ConnectToOwnerAsync(tier, item.Name!.Value, options, token);
-                    return await Download.ToPathAsync(client, item.Name!, item.Target!, 0, ProtocolLimits.ToEnd, progress, token);
-                }, report, limited);
+                return await Batch.RunAsync(items, workers, (item, progress, token) =>
+                    Download.ToPathAsync(connectToken => ConnectToOwnerAsync(tier, item.Name!.Value, options, connectToken), item.Name!,
+                        item.Target!, 0, ProtocolLimits.ToEnd, DownloadOptionsOf(parse, report, progress), token),
+                    report, limited);
             }
             await using var pool = new FileClientPool(peers[0].Host, peers[0].Port, options, maxIdle: workers);
             return await Batch.RunAsync(items, workers, (item, progress, token) =>
-                pool.RunAsync(client => Download.ToPathAsync(client, item.Name!, item.Target!, 0, ProtocolLimits.ToEnd, progress, token), token),
+                Download.ToPathAsync(pool, item.Name!, item.Target!, DownloadOptionsOf(parse, report, progress), token),
                 report, limited);
         }, cancellationToken);
     }

@@ -82,6 +82,15 @@ internal sealed class ClientOutput : IAsyncDisposable
         return result.ExitCode;
     }
 
+    /// <summary>A line about a retry or a start-over on standard error; none with --quiet.</summary>
+    public void Notice(string line)
+    {
+        if (_mode != OutputMode.Quiet)
+        {
+            Error(line);
+        }
+    }
+
     /// <summary>An error line on standard error, in every mode.</summary>
     public void Error(string line)
     {
@@ -158,9 +167,18 @@ internal sealed class ClientOutput : IAsyncDisposable
     {
         var head = result.Head!;
         var seconds = Math.Max(result.Elapsed.TotalSeconds, 1e-6);
+        if (result.Bytes == 0 && result.Resumed > 0)
+        {
+            return string.Create(CultureInfo.InvariantCulture,
+                $"{name}: already complete, {result.Resumed} bytes ({Units.FormatBytes(result.Resumed)}) on disk, {Describe(head.Source)}, blake3 verified {head.File!.Digest.ToString()[..16]}…{(toStdout ? "" : " -> " + target)}");
+        }
         return string.Create(CultureInfo.InvariantCulture,
-            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}{(transport is null ? "" : ", " + transport)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{Subflows(transfer)}{(toStdout ? "" : " -> " + target)}");
+            $"{name}: {result.Bytes} bytes ({Units.FormatBytes(result.Bytes)}) in {Units.FormatDuration(result.Elapsed)}, {Units.FormatBytes(result.Bytes / seconds)}/s, {Describe(head.Source)}{(transport is null ? "" : ", " + transport)}, blake3 {(result.DigestChecked ? "verified " + head.File!.Digest.ToString()[..16] + "…" : "not checked (partial range)")}{Resumed(result)}{Subflows(transfer)}{(toStdout ? "" : " -> " + target)}");
     }
+
+    /// <summary>With --resume or retries: the bytes that were on disk, and the tries it took.</summary>
+    private static string Resumed(DownloadResult result) => string.Create(CultureInfo.InvariantCulture,
+        $"{(result.Resumed == 0 ? "" : $", resumed after {result.Resumed} bytes on disk")}{(result.Attempts > 1 ? $", {result.Attempts} attempts" : "")}");
 
     /// <summary>For a multipath download: how many subflows carried data, and each one's share.</summary>
     private static string Subflows(MultipathResult? transfer) => transfer is null ? ""

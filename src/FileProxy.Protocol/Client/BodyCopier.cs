@@ -56,6 +56,13 @@ public static class BodyCopier
             await pipe.DrainedAsync(cancellationToken);
             return received;
         }
+        catch (UpstreamException)
+        {
+            // The peer went away, or went silent: what did arrive still goes into the file, so that a retry or a
+            // resume goes on from the last byte received (the file's length and the hash agree on it).
+            await pipe.IdleAsync();
+            throw;
+        }
         finally
         {
             await pipe.StopAsync();
@@ -186,7 +193,8 @@ public static class BodyCopier
             GiveBackIdle();
         }
 
-        private Task IdleAsync()
+        /// <summary>Completes once the drainer has nothing queued (or stopped on a failure of its own).</summary>
+        public Task IdleAsync()
         {
             lock (_gate)
             {

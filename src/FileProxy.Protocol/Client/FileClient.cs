@@ -83,7 +83,8 @@ public sealed class FileClient : IAsyncDisposable
                 OperationCanceledException => new UpstreamException(
                     $"connecting to {host}:{port} timed out after {Units.FormatDuration(options.ConnectTimeout)}", e),
                 SocketException => new UpstreamException($"cannot connect to {host}:{port}: {e.Message}", e),
-                AuthenticationException or IOException => new UpstreamException($"TLS with {host}:{port} failed: {e.Message}", e),
+                AuthenticationException => new UpstreamException($"TLS with {host}:{port} failed: {e.Message}", e) { Permanent = true },
+                IOException => new UpstreamException($"TLS with {host}:{port} failed: {e.Message}", e),
                 _ => e,
             };
         }
@@ -163,7 +164,8 @@ public sealed class FileClient : IAsyncDisposable
             _broken = true;
             await DisposeAsync();
             throw new UpstreamException(
-                $"{RemoteEndPoint} answered bytes {head.Offset}+{head.Length} of a {head.File?.Size}-byte file to a request for {request.Offset}+{Describe(request.Length)}");
+                $"{RemoteEndPoint} answered bytes {head.Offset}+{head.Length} of a {head.File?.Size}-byte file to a request for {request.Offset}+{Describe(request.Length)}")
+            { Permanent = true };
         }
         var response = new GetResponse(this, head);
         if (head.IsOk && head.Length > 0)
@@ -324,7 +326,7 @@ public sealed class FileClient : IAsyncDisposable
         {
             OperationCanceledException when cancellationToken.IsCancellationRequested => null,
             OperationCanceledException => new UpstreamException($"{RemoteEndPoint} {timedOut}", e),
-            ProtocolException => new UpstreamException($"{RemoteEndPoint} broke the protocol: {e.Message}", e),
+            ProtocolException => new UpstreamException($"{RemoteEndPoint} broke the protocol: {e.Message}", e) { Permanent = true },
             EndOfStreamException => new UpstreamException($"{RemoteEndPoint} closed the connection mid-frame", e),
             SocketException or IOException or ObjectDisposedException =>
                 new UpstreamException($"connection to {RemoteEndPoint} failed: {e.Message}", e),

@@ -13,4 +13,9 @@ public sealed class UpstreamException : Exception
 
     /// <summary>The status the peer refused with, when it answered at all (a refused token: Unauthorized).</summary>
     public Wire.StatusCode? Status { get; }
+
+    /// <summary>The peer broke the protocol or failed the TLS check: trying again would meet the same peer doing
+    /// the same (<see cref="RetryPolicy.IsTransient(UpstreamException)"/>). False for failures that may pass: no
+    /// connection, a connection cut, a timeout.</summary>
+    public bool Permanent { get; init; }
 }

@@ -140,7 +140,7 @@ public sealed class ClientCommandLineTests(ITestOutputHelper output)
         cluster.Root.Write("cut.bin", Fetch.RandomBytes(2 * 1024 * 1024, seed: 33));
         faults.CutBodiesAfter(1_000_000);
 
-        var exitCode = await RunAsync(deadline.Token, "cut.bin", "--proxy", Proxy(cluster), "-o", downloads.Combine("cut.bin"));
+        var exitCode = await RunAsync(deadline.Token, "cut.bin", "--proxy", Proxy(cluster), "-o", downloads.Combine("cut.bin"), "--retries", "0");
 
         exitCode.Should().Be(ExitCodes.NetworkError);
         faults.BodiesCut.Should().Be(1);

@@ -17,6 +17,7 @@ public sealed class OriginControl : IDisposable
     private readonly ConcurrentDictionary<string, OriginHold> _faults = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, OriginHold> _statHolds = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> _gets = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<(string Name, GetRequest Request, StatusCode Status)> _requests = new();
     private readonly ConcurrentDictionary<string, int> _stats = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _wrongDigests = new(StringComparer.Ordinal);
     private readonly ConcurrentBag<OriginHold> _created = [];
@@ -46,6 +47,11 @@ public sealed class OriginControl : IDisposable
     /// <summary>GET requests the origin received for <paramref name="name"/>.</summary>
     public int Gets(string name) => _gets.GetValueOrDefault(name);
 
+    /// <summary>The GET requests the origin received for <paramref name="name"/>, in order, each with the status of
+    /// its answer.</summary>
+    public IReadOnlyList<(GetRequest Request, StatusCode Status)> Requests(string name) =>
+        [.. _requests.Where(entry => entry.Name == name).Select(entry => (entry.Request, entry.Status))];
+
     /// <summary>STAT requests the origin received for <paramref name="name"/>.</summary>
     public int Stats(string name) => _stats.GetValueOrDefault(name);
 
@@ -74,6 +80,7 @@ public sealed class OriginControl : IDisposable
         {
             control._gets.AddOrUpdate(name.Value, 1, (_, count) => count + 1);
             var (head, body) = await inner.GetAsync(name, request, cancellationToken);
+            control._requests.Enqueue((name.Value, request, head.Status));
             if (head.IsOk && control._wrongDigests.TryRemove(name.Value, out _))
             {
                 head = head with { File = head.File! with { Digest = ContentDigest.Of([1, 2, 3]) } };

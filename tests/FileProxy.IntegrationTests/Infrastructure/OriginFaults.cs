@@ -13,12 +13,21 @@ public sealed class OriginFaults
 {
     private long _cutAfter = -1;
     private int _bodiesCut;
+    private int _cutsLeft = int.MaxValue;
+    private Action? _onCut;
 
     /// <summary>Bodies cut so far.</summary>
     public int BodiesCut => Volatile.Read(ref _bodiesCut);
 
-    /// <summary>From now on, bodies longer than <paramref name="bytes"/> stop after that many bytes.</summary>
-    public void CutBodiesAfter(long bytes) => Interlocked.Exchange(ref _cutAfter, bytes);
+    /// <summary>From now on, bodies longer than <paramref name="bytes"/> stop after that many bytes; only the next
+    /// <paramref name="times"/> of them if given, then bodies are sent whole. <paramref name="onCut"/> runs at each cut,
+    /// after the bytes before it were handed to the socket and before the connection closes.</summary>
+    public void CutBodiesAfter(long bytes, int times = int.MaxValue, Action? onCut = null)
+    {
+        Volatile.Write(ref _onCut, onCut);
+        Interlocked.Exchange(ref _cutsLeft, times);
+        Interlocked.Exchange(ref _cutAfter, bytes);
+    }
 
     /// <summary>From now on, bodies are sent whole.</summary>
     public void LetThrough() => Interlocked.Exchange(ref _cutAfter, -1);
@@ -35,7 +44,8 @@ public sealed class OriginFaults
         {
             var result = await inner.GetAsync(name, request, cancellationToken);
             var cutAfter = Interlocked.Read(ref faults._cutAfter);
-            if (cutAfter < 0 || result.Body is null || result.Body.Length <= cutAfter)
+            if (cutAfter < 0 || result.Body is null || result.Body.Length <= cutAfter
+                || Interlocked.Decrement(ref faults._cutsLeft) < 0)
             {
                 return result;
             }
@@ -108,6 +118,7 @@ public sealed class OriginFaults
         private void Cut()
         {
             Interlocked.Increment(ref _faults._bodiesCut);
+            Volatile.Read(ref _faults._onCut)?.Invoke();
             throw new IOException($"injected fault: the origin dies after {_cutAfter} body bytes");
         }
     }
