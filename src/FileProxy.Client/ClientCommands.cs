@@ -303,7 +303,8 @@ internal static partial class ClientCommands
         }
         return await WithOptionsAsync(parse, async (options, limited) =>
         {
-            await using var report = ClientOutput.Start(mode);
+            // The bytes themselves on the terminal: bars would be drawn into them (curl draws none either).
+            await using var report = ClientOutput.Start(mode, bars: !toStdout || Console.IsOutputRedirected);
             var progress = report.Begin(rawName);
             try
             {

@@ -35,9 +35,10 @@ internal sealed class ClientOutput : IAsyncDisposable
         _bars = bars;
     }
 
-    /// <summary>Starts the output of one run; bars only in the normal mode on a terminal (standard error).</summary>
-    public static ClientOutput Start(OutputMode mode) =>
-        new(mode, mode == OutputMode.Normal && !Console.IsErrorRedirected ? TerminalProgress.Start() : null);
+    /// <summary>Starts the output of one run; bars only in the normal mode on a terminal (standard error), and not
+    /// when <paramref name="bars"/> is false.</summary>
+    public static ClientOutput Start(OutputMode mode, bool bars = true) =>
+        new(mode, bars && mode == OutputMode.Normal && !Console.IsErrorRedirected ? TerminalProgress.Start() : null);
 
     /// <summary>A file starts: its bar, or null when none is shown.</summary>
     public IDownloadProgress? Begin(string name) => _bars?.Add(name);

@@ -66,6 +66,23 @@ public sealed partial class ClientProgressTests(ITestOutputHelper output)
     }
 
     [SkippableFact]
+    public async Task No_bar_is_drawn_into_a_file_written_to_the_terminal()
+    {
+        Skip.IfNot(PseudoTerminal.Available, "util-linux's script is not installed");
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await using var cluster = await Cluster.StartAsync(output);
+        cluster.Root.Write("notes.txt", System.Text.Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("a line of notes\n", 2000))));
+        using var work = new TempDirectory("fileproxy-pty");
+
+        await using var terminal = PseudoTerminal.StartClient(output, work.Path, ["notes.txt", "--proxy", Proxy(cluster), "-o", "-"]);
+        var exit = await terminal.WaitForExitAsync(deadline.Token);
+
+        exit.Should().Be(0);
+        terminal.Screen.Should().Contain("a line of notes").And.Contain("notes.txt: 32000 bytes")
+            .And.NotContain(Escape, "the file itself went to the terminal: no bar is drawn into it");
+    }
+
+    [SkippableFact]
     public async Task Quiet_prints_nothing_on_success_even_on_a_terminal_and_the_error_on_failure()
     {
         Skip.IfNot(PseudoTerminal.Available, "util-linux's script is not installed");
