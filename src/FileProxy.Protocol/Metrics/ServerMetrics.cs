@@ -125,9 +125,11 @@ public sealed class ServerMetrics : IDisposable
         return 0;
     }
 
-    /// <summary>"get", "stat", …: the opcode's name, made once per value (no allocation per request).</summary>
+    /// <summary>"get", "stat", …: a request opcode's name, made once per value (no allocation per request);
+    /// "other" for anything a peer sends that is no request opcode, so a peer cannot make up labels.</summary>
     internal static string OperationLabel(Opcode opcode) =>
-        OperationLabels[(byte)opcode] ??= Enum.IsDefined(opcode) ? opcode.ToString().ToLowerInvariant() : "other";
+        OperationLabels[(byte)opcode] ??= Enum.IsDefined(opcode) && ((byte)opcode & (byte)Opcode.ResponseFlag) == 0
+            ? opcode.ToString().ToLowerInvariant() : "other";
 
     /// <summary>"ok", "not_found", "upstream_unavailable", …: the status code's name in snake case.</summary>
     internal static string StatusLabel(StatusCode status) =>

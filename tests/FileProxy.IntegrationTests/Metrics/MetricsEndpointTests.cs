@@ -69,6 +69,39 @@ public sealed partial class MetricsEndpointTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Every_STATS_counter_is_exported_with_the_value_STATS_gives()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var root = new TempDirectory("fileproxy-root");
+        using var cache = new TempDirectory("fileproxy-cache");
+        root.Write("a.bin", Fetch.RandomBytes(100_000, seed: 11));
+        await using var origin = ChildProgram.Start("Server", output, ["--root", root.Path, "--port", "0", "--listen", "127.0.0.1"]);
+        var originPort = PortOf(await origin.WaitForLineAsync(line => ListeningLine().IsMatch(line), deadline.Token), ListeningLine());
+        await using var proxy = ProxyProcess.Start(originPort, cache.Path, output, "--metrics-listen", "127.0.0.1:0");
+        await proxy.WaitUntilListeningAsync(deadline.Token);
+        var metricsPort = PortOf(await proxy.Program.WaitForLineAsync(line => MetricsLine().IsMatch(line), deadline.Token), MetricsLine());
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{metricsPort}") };
+        await using var client = await FileProxy.Protocol.Client.FileClient.ConnectAsync("127.0.0.1", proxy.Port, cancellationToken: deadline.Token);
+        await Fetch.GetAsync(client, "a.bin", deadline.Token);
+        await Fetch.GetAsync(client, "a.bin", deadline.Token);
+        await Poll.UntilAsync(async () => (await client.StatsAsync(deadline.Token)).Counters.Single(c => c.Key == "fills_in_progress").Value == 0,
+            "the fill is over", deadline.Token);
+
+        var stats = (await client.StatsAsync(deadline.Token)).Counters;
+        var figures = await ScrapeAsync(http, deadline.Token);
+
+        stats.Should().HaveCountGreaterThan(20);
+        foreach (var (name, value) in stats.Where(counter => counter.Key is not ("requests" or "connections_active")))
+        {
+            var exported = figures.GetValueOrDefault($"fileproxy_{name}_total", figures.GetValueOrDefault($"fileproxy_{name}", double.NaN));
+            exported.Should().Be(value, "STATS {0} and its metric read the same field, and nothing ran in between", name);
+        }
+        figures["fileproxy_requests_total"].Should().Be(stats.Single(c => c.Key == "requests").Value,
+            "the STATS requests, counted as they arrive, include the STATS asked last");
+        figures["fileproxy_cache_hits_total"].Should().Be(1);
+    }
+
+    [Fact]
     public async Task The_endpoint_answers_only_GET_of_metrics()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));

@@ -81,6 +81,16 @@ public sealed class PrometheusExporterTests
         text.Should().NotContain("fileproxy_time_to_first_byte_seconds_count{operation=\"get\",status=\"cut\"", "nothing was sent");
     }
 
+    [Theory]
+    [InlineData(Opcode.Get, "get")]
+    [InlineData(Opcode.Purge, "purge")]
+    [InlineData(Opcode.GetResponse, "other")]
+    [InlineData((Opcode)0x7e, "other")]
+    public void Operation_labels_are_request_opcodes_or_other(Opcode opcode, string label)
+    {
+        ServerMetrics.OperationLabel(opcode).Should().Be(label);
+    }
+
     [Fact]
     public void Without_a_listener_recording_is_off()
     {
