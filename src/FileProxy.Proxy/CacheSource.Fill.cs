@@ -120,8 +120,23 @@ public sealed partial class CacheSource
         FileClient? client = null;
         try
         {
-            client = await RentUpstreamAsync(name, mayForward, cancellationToken);
-            var response = await client.GetAsync(request with { Name = name.Value, Forwarded = false }, cancellationToken);
+            GetResponse response;
+            for (var attempt = 0; ; attempt++)
+            {
+                client = await RentUpstreamAsync(name, mayForward, cancellationToken);
+                try
+                {
+                    response = await client.GetAsync(request with { Name = name.Value, Forwarded = false }, cancellationToken);
+                    break;
+                }
+                catch (UpstreamException) when (attempt == 0)
+                {
+                    // A pooled connection to a peer (or the origin) that went away: once more, on a fresh one.
+                    await ConnectionFailedAsync(client);
+                    await client.DisposeAsync();
+                    client = null;
+                }
+            }
             if (!response.Head.IsOk)
             {
                 await _upstream.ReturnAsync(client);

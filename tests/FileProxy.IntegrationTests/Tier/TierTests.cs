@@ -146,6 +146,23 @@ public sealed class TierTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task A_proxy_that_keeps_no_copies_relays_from_the_next_peer_when_the_owner_stops()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await using var tier = new TierCluster(output, 3, keepCopies: false);
+        var files = WriteFiles(tier, 6, "f");
+        tier.StartAll();
+        var (name, content) = files.First(pair => tier.OwnerOf(pair.Key) == 0);
+
+        await AskAsync(tier, 1, name, content, deadline.Token); // relayed from proxy 0, over a pooled connection
+        await tier.StopAsync(0);
+        await AskAsync(tier, 1, name, content, deadline.Token); // that connection is dead now: retried, proxy 0 found down
+
+        (await tier.StatsAsync(1, deadline.Token))["tier_peer_failures"].Should().Be(1);
+        tier.Origin.Gets(name).Should().Be(2, "proxy 0 fetched it once, and its names' next peer once more");
+    }
+
     private static Dictionary<string, byte[]> WriteFiles(TierCluster tier, int count, string prefix)
     {
         var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
