@@ -18,7 +18,11 @@ public sealed class DirectorySource : IFileSource
 {
     private const int MaxRememberedDigests = 100_000;
 
+    /// <summary>Directories whose sorted names are kept between LIST pages.</summary>
+    private const int RememberedDirectories = 8;
+
     private readonly ConcurrentDictionary<string, Lazy<Task<ContentDigest>>> _digests = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (string Version, string[] Names)> _listings = new(StringComparer.Ordinal);
     private readonly ILogger _log;
     private readonly string _rootPrefix;
     private long _digestsComputed;
@@ -113,16 +117,10 @@ public sealed class DirectorySource : IFileSource
                 return ResponseHead.Error(StatusCode.Forbidden, $"'{label}' resolves outside the served directory");
             }
             var through = $"/proc/self/fd/{handle!.DangerousGetHandle()}";
-            var prefixBytes = directory is null ? 0 : System.Text.Encoding.UTF8.GetByteCount(directory.Value) + 1;
-            List<string> names;
+            string[] names;
             try
             {
-                names = [.. Directory.EnumerateFileSystemEntries(through)
-                    .Select(Path.GetFileName)
-                    .OfType<string>()
-                    .Where(name => (cursor.Length == 0 || NameOrder.Instance.Compare(name, cursor) > 0)
-                        && SafeName.IsEntryName(name, out _)
-                        && prefixBytes + System.Text.Encoding.UTF8.GetByteCount(name) <= ProtocolLimits.MaxNameBytes)];
+                names = SortedNames(through, opened, directory);
             }
             catch (UnauthorizedAccessException)
             {
@@ -132,10 +130,14 @@ public sealed class DirectorySource : IFileSource
             {
                 return ResponseHead.Error(StatusCode.NotFound, $"'{label}' not found"); // removed while being read
             }
-            names.Sort(NameOrder.Instance);
-            var entries = new List<ListEntry>(Math.Min(limit, names.Count));
             var next = 0;
-            for (; next < names.Count && entries.Count < limit; next++)
+            if (cursor.Length > 0)
+            {
+                next = Array.BinarySearch(names, cursor, NameOrder.Instance);
+                next = next >= 0 ? next + 1 : ~next;
+            }
+            var entries = new List<ListEntry>(Math.Min(limit, names.Length - next));
+            for (; next < names.Length && entries.Count < limit; next++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 if (Describe(through, names[next]) is { } entry)
@@ -143,8 +145,42 @@ public sealed class DirectorySource : IFileSource
                     entries.Add(entry);
                 }
             }
-            return new ResponseHead(StatusCode.Ok, "") { Listing = DirectoryPage.Of(entries, more: next < names.Count) };
+            return new ResponseHead(StatusCode.Ok, "") { Listing = DirectoryPage.Of(entries, more: next < names.Length) };
         }
+    }
+
+    /// <summary>
+    /// The names of an open directory that a GET could ask for, in <see cref="NameOrder"/>. They are kept for the
+    /// next pages while the directory's inode, mtime and ctime stay the same (adding, removing or renaming an entry
+    /// changes them): reading and sorting 100,000 names for each of 100 pages made a whole listing 15 times slower
+    /// than <c>ls -l</c>.
+    /// </summary>
+    private string[] SortedNames(string through, string opened, SafeName? directory)
+    {
+        // By the name asked for too: the same directory reached through a symlink of another length keeps other names.
+        var key = opened + "\n" + directory?.Value;
+        var version = Posix.TryStat(through, out var status) == 0 ? status.VersionTag : null;
+        if (version is not null && _listings.TryGetValue(key, out var known) && known.Version == version)
+        {
+            return known.Names;
+        }
+        var prefixBytes = directory is null ? 0 : System.Text.Encoding.UTF8.GetByteCount(directory.Value) + 1;
+        var names = Directory.EnumerateFileSystemEntries(through)
+            .Select(Path.GetFileName)
+            .OfType<string>()
+            .Where(name => SafeName.IsEntryName(name, out _)
+                && prefixBytes + System.Text.Encoding.UTF8.GetByteCount(name) <= ProtocolLimits.MaxNameBytes)
+            .ToArray();
+        Array.Sort(names, NameOrder.Instance);
+        if (version is not null)
+        {
+            if (_listings.Count >= RememberedDirectories)
+            {
+                _listings.Clear();
+            }
+            _listings[key] = (version, names);
+        }
+        return names;
     }
 
     /// <summary>An entry as a GET would see it, or null when a GET would not serve it.</summary>

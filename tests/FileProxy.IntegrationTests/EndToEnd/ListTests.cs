@@ -100,6 +100,27 @@ public sealed class ListTests(ITestOutputHelper output)
         pages.Should().Be(215);
     }
 
+    [Fact]
+    public async Task A_directory_that_changes_between_pages_is_listed_as_it_is_now()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await using var cluster = await Cluster.StartAsync(output);
+        foreach (var name in (string[])["a", "b", "c", "d"])
+        {
+            cluster.Root.Write("dir/" + name, [1]);
+        }
+        await using var client = await cluster.ConnectOriginAsync(deadline.Token);
+
+        var first = (await client.ListAsync("dir", "", 2, deadline.Token)).Listing!;
+        File.Delete(cluster.Root.Combine("dir", "c"));
+        cluster.Root.Write("dir/bb", [2, 2]);
+        var second = (await client.ListAsync("dir", first.Next, 0, deadline.Token)).Listing!;
+
+        first.Entries.Select(e => e.Name).Should().Equal("a", "b");
+        second.Entries.Select(e => (e.Name, e.Size)).Should().Equal([("bb", 2L), ("d", 1L)],
+            "the names kept between pages are read again once the directory changed");
+    }
+
     public static TheoryData<string, StatusCode, string> HostileDirectories => new()
     {
         { "../etc", StatusCode.BadRequest, "name has a '..' segment" },
