@@ -291,9 +291,10 @@ public sealed class MultipathFetcher : IAsyncDisposable
                     {
                         largestRtt = sample.Rtt;
                     }
-                    _log.Debug("Subflow {Subflow}: {Bytes} bytes in {IntervalMs} ms, rtt {RttUs} us (min {MinRttUs} us), {LossEvents} out-of-order packets, {State}",
+                    _log.Debug("Subflow {Subflow}: {Bytes} bytes in {IntervalMs} ms, rtt {RttUs} us (min {MinRttUs} us), idle request {IdleRttUs} us, {LossEvents} out-of-order packets, {State}",
                         sample.Index, sample.Bytes, (int)interval.TotalMilliseconds, (long)sample.Rtt.TotalMicroseconds,
-                        (long)sample.MinRtt.TotalMicroseconds, sample.LossEvents, scheduler.IsEnabled(sample.Index) ? "sending" : "parked");
+                        (long)sample.MinRtt.TotalMicroseconds, (long)sample.IdleRtt.TotalMicroseconds, sample.LossEvents,
+                        scheduler.IsEnabled(sample.Index) ? "sending" : "parked");
                 }
                 if (controller is not null)
                 {
@@ -316,6 +317,7 @@ public sealed class MultipathFetcher : IAsyncDisposable
         {
             return;
         }
+        SetPings(controller);
         for (var i = 0; i < _subflows.Length; i++)
         {
             scheduler.SetEnabled(i, _subflows[i] is not null && controller.IsSending(i));
@@ -323,6 +325,18 @@ public sealed class MultipathFetcher : IAsyncDisposable
         decisions.Add(decision);
         _log.Information("Multipath {Action} at {ElapsedMs} ms: {Reason}; sending on subflows {Sending}",
             decision.Action, (long)stopwatch.Elapsed.TotalMilliseconds, decision.Reason, string.Join(",", decision.Sending));
+    }
+
+    /// <summary>Parked subflows time idle requests: often while a probe asks whether they share the bottleneck,
+    /// about once a second otherwise (which keeps them open); sending ones do not.</summary>
+    private void SetPings(AmpController controller)
+    {
+        var settings = _options.Controller;
+        foreach (var subflow in _subflows.OfType<Subflow>())
+        {
+            subflow.PingInterval = controller.IsSending(subflow.Index) ? TimeSpan.Zero
+                : controller.Phase == AmpPhase.Probe ? settings.ProbePingInterval : settings.ParkedPingInterval;
+        }
     }
 
     /// <summary>Hashes the file's contiguous prefix as it grows (reading back what the subflows wrote) and reports

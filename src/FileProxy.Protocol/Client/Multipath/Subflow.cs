@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net.Sockets;
 using FileProxy.Protocol.Transport;
 using FileProxy.Protocol.Wire;
@@ -24,6 +25,10 @@ internal sealed class Subflow : IAsyncDisposable
     private long _delivered;
     private uint _sampledOutOfOrder;
     private int _outstanding;
+    private int _pinging;
+    private long _idleRttTicks;
+    private long _lastPing;
+    private long _pingIntervalTicks;
     private int _disposed;
 
     private Subflow(int index, string address, Socket socket, MultipathOptions options)
@@ -53,7 +58,17 @@ internal sealed class Subflow : IAsyncDisposable
     public TimeSpan Rtt { get; set; }
 
     /// <summary>False after a transfer was cut short with requests outstanding: the stream position is lost.</summary>
-    public bool IsReusable => _disposed == 0 && Volatile.Read(ref _outstanding) == 0;
+    public bool IsReusable => _disposed == 0 && Volatile.Read(ref _outstanding) == 0 && Volatile.Read(ref _pinging) == 0;
+
+    /// <summary>While this subflow carries nothing, it sends a STAT this often (zero: never) and times the answer:
+    /// what a request takes on an idle connection is the path's queue in the data's direction (see
+    /// <see cref="SubflowSample.IdleRtt"/>), and it keeps a parked connection from the server's idle timeout. Set it
+    /// before the scheduler's next change (which wakes the subflow).</summary>
+    public TimeSpan PingInterval
+    {
+        get => TimeSpan.FromTicks(Interlocked.Read(ref _pingIntervalTicks));
+        set => Interlocked.Exchange(ref _pingIntervalTicks, value.Ticks);
+    }
 
     public static async Task<Subflow> ConnectAsync(int index, string host, int port, MultipathOptions options,
         CancellationToken cancellationToken)
@@ -111,7 +126,8 @@ internal sealed class Subflow : IAsyncDisposable
             lost = unchecked(info.RcvOooPack - _sampledOutOfOrder);
             _sampledOutOfOrder = info.RcvOooPack;
         }
-        return new SubflowSample(Index, Carrying, bytes, rtt, minRtt, lost);
+        var idle = TimeSpan.FromTicks(Interlocked.Exchange(ref _idleRttTicks, 0));
+        return new SubflowSample(Index, Carrying, bytes, rtt, minRtt, lost, idle);
     }
 
     /// <summary>Takes chunks from the queue and fetches them until the transfer ends. A path failure gives this
@@ -136,7 +152,7 @@ internal sealed class Subflow : IAsyncDisposable
                         return null;
                     }
                     stall.CancelAfter(Timeout.InfiniteTimeSpan); // parked or out of work: not a stall
-                    await changed.WaitAsync(cancellationToken);
+                    await IdleAsync(transfer.Name, changed, stall, cancellationToken);
                     continue;
                 }
                 var chunk = outstanding.Peek();
@@ -189,6 +205,51 @@ internal sealed class Subflow : IAsyncDisposable
             _reader.Dispose();
         }
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Waits for the scheduler's next change; meanwhile, every <see cref="PingInterval"/>, times one STAT.</summary>
+    private async Task IdleAsync(string name, Task changed, CancellationTokenSource stall, CancellationToken cancellationToken)
+    {
+        var every = PingInterval;
+        if (every <= TimeSpan.Zero)
+        {
+            await changed.WaitAsync(cancellationToken);
+            return;
+        }
+        var due = every - Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastPing));
+        if (due > TimeSpan.Zero)
+        {
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            wait.CancelAfter(due);
+            try
+            {
+                await changed.WaitAsync(wait.Token);
+                return;
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                // Time for the next ping.
+            }
+        }
+        Interlocked.Exchange(ref _lastPing, Stopwatch.GetTimestamp());
+        Volatile.Write(ref _pinging, 1);
+        stall.CancelAfter(_options.StallTimeout);
+        var started = Stopwatch.GetTimestamp();
+        await SendAsync(new StatRequest(name), stall.Token);
+        var frame = await _reader.ReadFrameAsync(null, stall.Token)
+            ?? throw new EndOfStreamException($"{Address} closed the connection");
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        // The answer itself does not matter (the chunks carry if-version); one that breaks the protocol does.
+        WireCodec.DecodeResponse(Opcode.Stat, frame.Header, frame.Payload.Span);
+        Volatile.Write(ref _pinging, 0);
+        stall.CancelAfter(Timeout.InfiniteTimeSpan);
+        // The smallest since the last sample: a busy machine only ever adds to a round trip.
+        long seen;
+        do
+        {
+            seen = Interlocked.Read(ref _idleRttTicks);
+        }
+        while ((seen == 0 || elapsed.Ticks < seen) && Interlocked.CompareExchange(ref _idleRttTicks, elapsed.Ticks, seen) != seen);
     }
 
     /// <summary>Sends GETs for more chunks until <paramref name="depth"/> are outstanding or the queue has none for us.</summary>
