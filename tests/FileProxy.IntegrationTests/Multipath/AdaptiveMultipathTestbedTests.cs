@@ -75,6 +75,30 @@ public sealed partial class AdaptiveMultipathTestbedTests(ITestOutputHelper outp
     }
 
     [SkippableFact]
+    public async Task A_parked_subflow_outlives_the_servers_idle_timeout()
+    {
+        // The origin closes a connection that sends no request for 1 s. On a shared bottleneck subflow 1 is parked
+        // after about a second and stays parked to the end, about 4 s later; its idle requests (a STAT a second)
+        // keep it open. Without them the origin closes it and its next trial fails.
+        await using var testbed = await Testbed.CreateAsync("direct", output);
+        var content = new byte[60 * MiB];
+        new Random(60).NextBytes(content);
+        testbed.Work.Write("root/parked.bin", content);
+        await using var server = await testbed.StartServer("srv", "--root", testbed.Work.Combine("root"), "--port", "5010",
+            "--idle-timeout", "1s", "--log-level", "debug");
+        await testbed.SharedAsync(true);
+
+        var run = await RunAsync(testbed, "parked.bin", Server0, Server1);
+
+        var collapse = CollapseAt().Match(run.Output);
+        collapse.Success.Should().BeTrue("subflow 1 is parked");
+        var parked = run.Seconds - (Ms(collapse) / 1000.0);
+        parked.Should().BeGreaterThan(2, "parked for more than twice the origin's idle timeout, or the test shows nothing");
+        run.Output.Should().NotContain("failed").And.NotContain("left out");
+        server.Output.Should().NotContain("Idle for", "no connection was closed for idleness");
+    }
+
+    [SkippableFact]
     public async Task Asymmetric_paths_carry_at_least_1_1_times_the_better_path_alone()
     {
         // 60 MiB: the 20 Mbit/s path adds at most 20 %, and its last chunk and the check cost a fixed part of that.

@@ -10,7 +10,7 @@ namespace FileProxy.Protocol.Client.Multipath;
 /// <param name="Rtt">The receiver's RTT estimate now (TCP_INFO rcv_rtt; rtt where the kernel has none).</param>
 /// <param name="MinRtt">The kernel's smallest RTT seen on the connection (tcpi_min_rtt), or zero.</param>
 /// <param name="LossEvents">Packets that arrived after a hole in the interval (TCP_INFO rcv_ooopack delta).</param>
-/// <param name="IdleRtt">The shortest round trip of a STAT sent in the interval while the subflow carried nothing,
+/// <param name="IdleRtt">The shortest round trip of a STATS request sent in the interval while the subflow carried nothing,
 /// or zero. The answer crosses the path in the data's direction behind whatever is queued there: on an idle path
 /// of its own it comes back at once, on a path that shares a loaded bottleneck it waits in that queue.</param>
 public readonly record struct SubflowSample(int Index, bool Carrying, long Bytes, TimeSpan Rtt, TimeSpan MinRtt, long LossEvents,
@@ -332,8 +332,9 @@ public sealed class AmpController
     /// <summary>
     /// For each parked subflow that timed an idle request in this interval: does its path share the sending
     /// subflows' bottleneck? Its queue (the idle round trip above its base) must be at least
-    /// <see cref="AmpSettings.SharedQueue"/> of the queue the busiest sending subflow sees (its RTT above its base),
-    /// and that one must be congested. On a path of its own, idle, the request comes back at about the base RTT.
+    /// <see cref="AmpSettings.SharedQueue"/> of the queue the busiest sending subflow sees (its RTT above its base).
+    /// Only while that one is congested: without a queue there, an idle request says nothing (no verdict). On a path
+    /// of its own, idle, the request comes back at about the base RTT.
     /// </summary>
     private void JudgeIdleRtts(TimeSpan now, IReadOnlyList<SubflowSample> samples)
     {
@@ -348,15 +349,15 @@ public sealed class AmpController
         foreach (var sample in samples)
         {
             var i = sample.Index;
-            if (!_alive[i] || _sending[i] || sample.IdleRtt <= TimeSpan.Zero || sender is not { } busy)
+            if (!_alive[i] || _sending[i] || sample.IdleRtt <= TimeSpan.Zero || sender is not { } busy || !IsCongested(busy))
             {
-                continue;
+                continue; // without a queue at the sender there is nothing to compare with: no verdict
             }
             var baseRtt = _baseRtt[i] == TimeSpan.MaxValue ? TimeSpan.Zero : _baseRtt[i];
             var queue = sample.IdleRtt - baseRtt;
             var busyBase = _baseRtt[busy.Index] == TimeSpan.MaxValue ? busy.Rtt : _baseRtt[busy.Index];
             var busyQueue = busy.Rtt - busyBase;
-            _shares[i] = IsCongested(busy) && queue >= _settings.RttRiseFloor && queue >= busyQueue * _settings.SharedQueue;
+            _shares[i] = queue >= _settings.RttRiseFloor && queue >= busyQueue * _settings.SharedQueue;
             _sharesAt[i] = now;
             _sharesWhy[i] = Text($"an idle request on subflow {i} took {Ms(sample.IdleRtt)} (base {Ms(baseRtt)}) while subflow {busy.Index}'s RTT is {Ms(busy.Rtt)} (base {Ms(busyBase)})");
         }

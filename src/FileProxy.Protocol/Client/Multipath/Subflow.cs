@@ -60,7 +60,7 @@ internal sealed class Subflow : IAsyncDisposable
     /// <summary>False after a transfer was cut short with requests outstanding: the stream position is lost.</summary>
     public bool IsReusable => _disposed == 0 && Volatile.Read(ref _outstanding) == 0 && Volatile.Read(ref _pinging) == 0;
 
-    /// <summary>While this subflow carries nothing, it sends a STAT this often (zero: never) and times the answer:
+    /// <summary>While this subflow carries nothing, it sends a STATS request this often (zero: never) and times the answer:
     /// what a request takes on an idle connection is the path's queue in the data's direction (see
     /// <see cref="SubflowSample.IdleRtt"/>), and it keeps a parked connection from the server's idle timeout. Set it
     /// before the scheduler's next change (which wakes the subflow).</summary>
@@ -73,7 +73,7 @@ internal sealed class Subflow : IAsyncDisposable
     public static async Task<Subflow> ConnectAsync(int index, string host, int port, MultipathOptions options,
         CancellationToken cancellationToken)
     {
-        var address = host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
+        var address = Name(host, port);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.Connection.ConnectTimeout);
         try
@@ -90,6 +90,38 @@ internal sealed class Subflow : IAsyncDisposable
             throw new UpstreamException($"cannot connect to {address}: {e.Message}", e);
         }
     }
+
+    /// <summary>HOST:PORT, with an IPv6 host in brackets.</summary>
+    public static string Name(string host, int port) =>
+        host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
+
+    /// <summary>For a subflow waiting in a pool: the connection is open and nothing arrived unasked (a server that
+    /// closed it while idle makes it readable with nothing to read).</summary>
+    public bool IsOpenAndIdle()
+    {
+        try
+        {
+            return IsReusable && _reader.Buffered == 0 && !_socket.Poll(0, SelectMode.SelectRead);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Starts a new transfer's counts on a pooled subflow (what it learned of its path stays).</summary>
+    public void Reset()
+    {
+        Interlocked.Exchange(ref _received, 0);
+        _sampledReceived = 0;
+        Interlocked.Exchange(ref _delivered, 0);
+        Interlocked.Exchange(ref _idleRttTicks, 0);
+        PingInterval = TimeSpan.Zero;
+        Reused = true;
+    }
+
+    /// <summary>Taken from a pool: a failure of its first request may be a connection the server had closed.</summary>
+    public bool Reused { get; private set; }
 
     /// <summary>One STAT, before the transfer (nothing else outstanding).</summary>
     public async Task<ResponseHead> StatAsync(string name, CancellationToken cancellationToken)
@@ -152,7 +184,7 @@ internal sealed class Subflow : IAsyncDisposable
                         return null;
                     }
                     stall.CancelAfter(Timeout.InfiniteTimeSpan); // parked or out of work: not a stall
-                    await IdleAsync(transfer.Name, changed, stall, cancellationToken);
+                    await IdleAsync(changed, stall, cancellationToken);
                     continue;
                 }
                 var chunk = outstanding.Peek();
@@ -207,8 +239,10 @@ internal sealed class Subflow : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
-    /// <summary>Waits for the scheduler's next change; meanwhile, every <see cref="PingInterval"/>, times one STAT.</summary>
-    private async Task IdleAsync(string name, Task changed, CancellationTokenSource stall, CancellationToken cancellationToken)
+    /// <summary>Waits for the scheduler's next change; meanwhile, every <see cref="PingInterval"/>, times one STATS
+    /// request. STATS, not STAT: every server and proxy answers it from memory, while a proxy answers a STAT of a
+    /// file it is still fetching by asking its origin, whose path is not this one.</summary>
+    private async Task IdleAsync(Task changed, CancellationTokenSource stall, CancellationToken cancellationToken)
     {
         var every = PingInterval;
         if (every <= TimeSpan.Zero)
@@ -235,12 +269,12 @@ internal sealed class Subflow : IAsyncDisposable
         Volatile.Write(ref _pinging, 1);
         stall.CancelAfter(_options.StallTimeout);
         var started = Stopwatch.GetTimestamp();
-        await SendAsync(new StatRequest(name), stall.Token);
+        await SendAsync(new StatsRequest(), stall.Token);
         var frame = await _reader.ReadFrameAsync(null, stall.Token)
             ?? throw new EndOfStreamException($"{Address} closed the connection");
         var elapsed = Stopwatch.GetElapsedTime(started);
-        // The answer itself does not matter (the chunks carry if-version); one that breaks the protocol does.
-        WireCodec.DecodeResponse(Opcode.Stat, frame.Header, frame.Payload.Span);
+        // The answer itself does not matter; one that breaks the protocol does.
+        WireCodec.DecodeResponse(Opcode.Stats, frame.Header, frame.Payload.Span);
         Volatile.Write(ref _pinging, 0);
         stall.CancelAfter(Timeout.InfiniteTimeSpan);
         // The smallest since the last sample: a busy machine only ever adds to a round trip.
