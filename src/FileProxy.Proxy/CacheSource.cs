@@ -1,5 +1,6 @@
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Wire;
 using FileProxy.Proxy.Cache;
@@ -39,6 +40,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         _log = (log ?? Log.Logger).ForContext<CacheSource>();
         _fillSlots = new SemaphoreSlim(options.MaxConcurrentFills);
         _store = new CacheStore(options.Directory, _log);
+        _subflowPool = options.Multipath is { } multipath ? new SubflowPool(multipath.Addresses, options.MaxConcurrentFills) : null;
     }
 
     public string Role => "proxy";
@@ -164,6 +166,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         }
         await Task.WhenAll(fills);
         await _upstream.DisposeAsync();
+        if (_subflowPool is not null)
+        {
+            await _subflowPool.DisposeAsync();
+        }
         _shutdown.Dispose();
         _fillSlots.Dispose();
         _store.Dispose();
