@@ -179,13 +179,13 @@ until_true() { # WHAT COMMAND...: polls COMMAND for up to 30 s
 # the main shell (not a subshell), so an exit on the way stops both clients through the EXIT trap.
 fair_once() {
   local mode=$1 run=$2 single multi a0 b0 a1 b1 status=0
-  testbed exec "$prefix" cli dotnet "$(dll Client)" big.bin --proxy 198.18.0.2:5011 -o "$work/out/single.bin" \
+  "$repo/scripts/testbed.sh" exec "$prefix" cli dotnet "$(dll Client)" big.bin --proxy 198.18.0.2:5011 -o "$work/out/single.bin" \
     >"$out/$mode-$run-single.log" 2>&1 &
   single=$!; pids+=("$single")
   until_true "the competing flow receives" eval '(($(received 5011) > 1048576))'
   local addresses=(--proxy 198.18.0.2:5010 --proxy 198.18.1.2:5010 --multipath "$mode")
   [[ $mode == tcp ]] && addresses=(--proxy 198.18.0.2:5010)
-  testbed exec "$prefix" cli dotnet "$(dll Client)" big.bin "${addresses[@]}" -o "$work/out/multi.bin" \
+  "$repo/scripts/testbed.sh" exec "$prefix" cli dotnet "$(dll Client)" big.bin "${addresses[@]}" -o "$work/out/multi.bin" \
     >"$out/$mode-$run-multipath.log" 2>&1 &
   multi=$!; pids+=("$multi")
   if [[ $mode == tcp ]]; then
@@ -200,6 +200,8 @@ fair_once() {
   kill -0 "$single" 2>/dev/null && kill -0 "$multi" 2>/dev/null || status=1
   kill "$single" "$multi" 2>/dev/null || true
   wait "$single" "$multi" 2>/dev/null || true
+  until_true "both clients' connections are closed" eval \
+    '[[ -z $(testbed exec "$prefix" cli ss -tnH state established "( dport = :5010 or dport = :5011 )") ]]'
   rm -rf "${work:?}/out/"*
   ((status == 0)) || { echo "$mode run $run: a client ended inside the window (see $out/$mode-$run-*.log)" >&2; exit 3; }
   fair_result="$((a1 - a0)) $((b1 - b0))"

@@ -60,6 +60,8 @@ public sealed class AmpController
     private readonly bool?[] _shares;
     private readonly TimeSpan[] _sharesAt;
     private readonly string?[] _sharesWhy;
+    private readonly TimeSpan[] _lastIdle;
+    private readonly TimeSpan[] _lastIdleAt;
     private readonly List<double> _window = [];
     private AmpPhase _phase = AmpPhase.Multi;
     private AmpPhase _beforeTrial;
@@ -95,6 +97,8 @@ public sealed class AmpController
         _shares = new bool?[subflows];
         _sharesAt = new TimeSpan[subflows];
         _sharesWhy = new string?[subflows];
+        _lastIdle = new TimeSpan[subflows];
+        _lastIdleAt = new TimeSpan[subflows];
         _probeBackoff = _settings.MinBackoff;
         _trialBackoff = _settings.MinBackoff;
     }
@@ -353,13 +357,27 @@ public sealed class AmpController
             {
                 continue; // without a queue at the sender there is nothing to compare with: no verdict
             }
+            // A busy machine only ever adds to a round trip: one quick answer shows a path of its own, but a slow one
+            // is believed only when the one before it (since the probe began, at most two keep-alives ago) was slow too.
+            var previous = _lastIdleAt[i] > (_phase == AmpPhase.Probe ? _probeStarted : TimeSpan.Zero)
+                && now - _lastIdleAt[i] <= (_settings.ParkedPingInterval * 2) + _settings.MinInterval
+                ? _lastIdle[i] : TimeSpan.MaxValue;
+            _lastIdle[i] = sample.IdleRtt;
+            _lastIdleAt[i] = now;
             var baseRtt = _baseRtt[i] == TimeSpan.MaxValue ? TimeSpan.Zero : _baseRtt[i];
-            var queue = sample.IdleRtt - baseRtt;
             var busyBase = _baseRtt[busy.Index] == TimeSpan.MaxValue ? busy.Rtt : _baseRtt[busy.Index];
             var busyQueue = busy.Rtt - busyBase;
-            _shares[i] = queue >= _settings.RttRiseFloor && queue >= busyQueue * _settings.SharedQueue;
+            bool Queued(TimeSpan idle) => idle - baseRtt >= _settings.RttRiseFloor && idle - baseRtt >= busyQueue * _settings.SharedQueue;
+            if (Queued(sample.IdleRtt) && previous == TimeSpan.MaxValue)
+            {
+                continue; // slow once: wait for the next answer
+            }
+            var idle = previous < sample.IdleRtt ? previous : sample.IdleRtt;
+            _shares[i] = Queued(idle);
             _sharesAt[i] = now;
-            _sharesWhy[i] = Text($"an idle request on subflow {i} took {Ms(sample.IdleRtt)} (base {Ms(baseRtt)}) while subflow {busy.Index}'s RTT is {Ms(busy.Rtt)} (base {Ms(busyBase)})");
+            _sharesWhy[i] = _shares[i] == true
+                ? Text($"idle requests on subflow {i} took {Ms(previous)} and {Ms(sample.IdleRtt)} (base {Ms(baseRtt)}) while subflow {busy.Index}'s RTT is {Ms(busy.Rtt)} (base {Ms(busyBase)})")
+                : Text($"an idle request on subflow {i} took {Ms(sample.IdleRtt)} (base {Ms(baseRtt)}) while subflow {busy.Index}'s RTT is {Ms(busy.Rtt)} (base {Ms(busyBase)})");
         }
     }
 
