@@ -60,8 +60,7 @@ public sealed class AmpController
     private readonly bool?[] _shares;
     private readonly TimeSpan[] _sharesAt;
     private readonly string?[] _sharesWhy;
-    private readonly TimeSpan[] _lastIdle;
-    private readonly TimeSpan[] _lastIdleAt;
+    private readonly List<(TimeSpan At, TimeSpan Rtt, bool Queued)>[] _idleAnswers;
     private readonly List<double> _window = [];
     private AmpPhase _phase = AmpPhase.Multi;
     private AmpPhase _beforeTrial;
@@ -97,8 +96,7 @@ public sealed class AmpController
         _shares = new bool?[subflows];
         _sharesAt = new TimeSpan[subflows];
         _sharesWhy = new string?[subflows];
-        _lastIdle = new TimeSpan[subflows];
-        _lastIdleAt = new TimeSpan[subflows];
+        _idleAnswers = [.. Enumerable.Range(0, subflows).Select(_ => new List<(TimeSpan, TimeSpan, bool)>())];
         _probeBackoff = _settings.MinBackoff;
         _trialBackoff = _settings.MinBackoff;
     }
@@ -357,27 +355,34 @@ public sealed class AmpController
             {
                 continue; // without a queue at the sender there is nothing to compare with: no verdict
             }
-            // A busy machine only ever adds to a round trip: one quick answer shows a path of its own, but a slow one
-            // is believed only when the one before it (since the probe began, at most two keep-alives ago) was slow too.
-            var previous = _lastIdleAt[i] > (_phase == AmpPhase.Probe ? _probeStarted : TimeSpan.Zero)
-                && now - _lastIdleAt[i] <= (_settings.ParkedPingInterval * 2) + _settings.MinInterval
-                ? _lastIdle[i] : TimeSpan.MaxValue;
-            _lastIdle[i] = sample.IdleRtt;
-            _lastIdleAt[i] = now;
+            // Neither answer alone is believed: a busy machine delays one on an idle path of its own (36 ms seen at a
+            // load of 30), and a shared queue drains for a moment now and then (1.4 ms seen beside an RTT of 11 ms).
+            // Two answers in a row that agree decide; when they disagree, the third decides (the median of three).
+            // Answers count since the probe began, or from the last few keep-alives.
+            var window = _phase == AmpPhase.Probe ? _probeStarted : now - (_settings.ParkedPingInterval * 3.5);
+            var answers = _idleAnswers[i];
+            answers.RemoveAll(a => a.At <= window);
             var baseRtt = _baseRtt[i] == TimeSpan.MaxValue ? TimeSpan.Zero : _baseRtt[i];
             var busyBase = _baseRtt[busy.Index] == TimeSpan.MaxValue ? busy.Rtt : _baseRtt[busy.Index];
             var busyQueue = busy.Rtt - busyBase;
-            bool Queued(TimeSpan idle) => idle - baseRtt >= _settings.RttRiseFloor && idle - baseRtt >= busyQueue * _settings.SharedQueue;
-            if (Queued(sample.IdleRtt) && previous == TimeSpan.MaxValue)
+            var queued = sample.IdleRtt - baseRtt >= _settings.RttRiseFloor && sample.IdleRtt - baseRtt >= busyQueue * _settings.SharedQueue;
+            answers.Add((now, sample.IdleRtt, queued));
+            if (answers.Count > 3)
             {
-                continue; // slow once: wait for the next answer
+                answers.RemoveAt(0);
             }
-            var idle = previous < sample.IdleRtt ? previous : sample.IdleRtt;
-            _shares[i] = Queued(idle);
+            var last = answers[^1];
+            bool? verdict = answers.Count >= 2 && answers[^2].Queued == last.Queued ? last.Queued
+                : answers.Count >= 3 ? answers.Count(a => a.Queued) >= 2
+                : null;
+            if (verdict is not { } shares)
+            {
+                continue;
+            }
+            _shares[i] = shares;
             _sharesAt[i] = now;
-            _sharesWhy[i] = _shares[i] == true
-                ? Text($"idle requests on subflow {i} took {Ms(previous)} and {Ms(sample.IdleRtt)} (base {Ms(baseRtt)}) while subflow {busy.Index}'s RTT is {Ms(busy.Rtt)} (base {Ms(busyBase)})")
-                : Text($"an idle request on subflow {i} took {Ms(sample.IdleRtt)} (base {Ms(baseRtt)}) while subflow {busy.Index}'s RTT is {Ms(busy.Rtt)} (base {Ms(busyBase)})");
+            var times = string.Join(", ", answers.Select(a => Ms(a.Rtt)));
+            _sharesWhy[i] = Text($"idle requests on subflow {i} took {times} (base {Ms(baseRtt)}) while subflow {busy.Index}'s RTT is {Ms(busy.Rtt)} (base {Ms(busyBase)})");
         }
     }
 
