@@ -63,8 +63,8 @@ public sealed partial class AdaptiveMultipathTestbedTests(ITestOutputHelper outp
         await testbed.SharedAsync(true);
 
         // Before the idle-request check the controller kept both subflows here (the second one adds a third to our
-        // goodput, taken from the competitor): 59.5/40.5. `--multipath all` (in bench/multipath.sh --fairness) is
-        // the comparison: 55/45 to 73/27 on this machine, depending on its load.
+        // goodput, taken from the competitor): 65/35, median of 3 in bench/multipath.sh --fairness, where
+        // `--multipath all` took 71/29 and one connection against one 51/49 (docs/BENCHMARKS.md).
         var fairest = await BestOfAsync(0.45, async _ =>
         {
             var share = await CompeteAsync(testbed, "adaptive");
