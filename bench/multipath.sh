@@ -36,7 +36,7 @@ while (($#)); do
     --runs) runs=$2; shift 2 ;;
     --fairness) fairness=1; shift ;;
     --seconds) seconds=$2; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     tcp|mptcp|all|adaptive) modes+=("$1"); shift ;;
     *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
