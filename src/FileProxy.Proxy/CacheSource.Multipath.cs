@@ -7,6 +7,12 @@ namespace FileProxy.Proxy;
 
 public sealed partial class CacheSource
 {
+    /// <summary>Idle subflows to the origin's addresses, kept between fills (null without --upstream-address).</summary>
+    private readonly SubflowPool? _subflowPool;
+
+    /// <summary>Connections the fills over several paths opened to the origin (the rest came from the pool).</summary>
+    internal int SubflowsConnected => _subflowPool?.Connected ?? 0;
+
     /// <summary>Whether a file of this size may be cached, reserving its space if so; if not, says so in the log
     /// (the caller passes it through). Space the other fills still need counts as taken: concurrent fills must not
     /// each see the same free bytes and together overrun the disk.</summary>
@@ -35,7 +41,7 @@ public sealed partial class CacheSource
     private async Task<(FileMetadata Metadata, SafeFileHandle Handle, ContentDigest Digest)?> FetchOverPathsAsync(Fill fill,
         UpstreamMultipath multipath, string tempPath, CancellationToken cancellationToken)
     {
-        await using var fetcher = await MultipathFetcher.ConnectAsync(multipath.Addresses, multipath.Options, _log, cancellationToken);
+        await using var fetcher = await MultipathFetcher.ConnectAsync(multipath.Addresses, multipath.Options, _log, cancellationToken, _subflowPool);
         var head = await fetcher.HeadAsync(fill.Name.Value, cancellationToken);
         if (!head.IsOk)
         {

@@ -1,5 +1,6 @@
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Wire;
 using FileProxy.Proxy.Cache;
@@ -40,6 +41,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         _fillSlots = new SemaphoreSlim(options.MaxConcurrentFills);
         _store = new CacheStore(options.Directory, _log);
         _tier = options.Tier is null ? null : new Tier.ProxyTier(options.Tier, _log);
+        _subflowPool = options.Multipath is { } multipath ? new SubflowPool(multipath.Addresses, options.MaxConcurrentFills) : null;
     }
 
     public string Role => "proxy";
@@ -201,6 +203,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         if (_tier is not null)
         {
             await _tier.DisposeAsync();
+        }
+        if (_subflowPool is not null)
+        {
+            await _subflowPool.DisposeAsync();
         }
         _shutdown.Dispose();
         _fillSlots.Dispose();

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Serilog;
 
 namespace FileProxy.Protocol.Transport;
 
@@ -14,6 +15,8 @@ public static class SocketSetup
     /// <summary>How long sent data may stay unacknowledged (also a peer that stopped reading) before the kernel
     /// drops the connection.</summary>
     public static readonly TimeSpan UnacknowledgedTimeout = TimeSpan.FromSeconds(60);
+
+    private static int _userTimeoutRefusalLogged;
 
     /// <summary>Send and receive buffers large enough to keep loopback and fast links busy.</summary>
     public const int SocketBufferBytes = 4 * 1024 * 1024;
@@ -108,19 +111,32 @@ public static class SocketSetup
             socket.ReceiveBufferSize = SocketBufferBytes;
         }
         socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
-        if (OperatingSystem.IsLinux())
+        if (OperatingSystem.IsLinux() && !TrySetUserTimeout(socket)
+            && Interlocked.Exchange(ref _userTimeoutRefusalLogged, 1) == 0)
         {
-            try
-            {
-                socket.SetRawSocketOption(IpProtoTcp, TcpUserTimeout,
-                    BitConverter.GetBytes((int)UnacknowledgedTimeout.TotalMilliseconds));
-            }
-            catch (SocketException)
-            {
-                // Not every socket type (e.g. some MPTCP kernels) takes TCP_USER_TIMEOUT; keep-alive still applies.
-            }
+            LogUserTimeoutRefused(socket, Log.ForContext(typeof(SocketSetup)));
         }
     }
+
+    /// <summary>TCP_USER_TIMEOUT = <see cref="UnacknowledgedTimeout"/>; false where the socket refuses it: MPTCP
+    /// sockets do (Linux 6.18: ENOPROTOOPT, "Protocol not available"). Keep-alive and the programs' own idle and stall
+    /// timeouts still notice a dead peer there, so that is no error: <see cref="Configure"/> says it once, at Debug.</summary>
+    internal static bool TrySetUserTimeout(Socket socket)
+    {
+        try
+        {
+            socket.SetRawSocketOption(IpProtoTcp, TcpUserTimeout, BitConverter.GetBytes((int)UnacknowledgedTimeout.TotalMilliseconds));
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    internal static void LogUserTimeoutRefused(Socket socket, ILogger log) =>
+        log.Debug("TCP_USER_TIMEOUT is refused on {Kind} sockets here; keep-alive and the idle timeouts notice a dead peer instead",
+            Mptcp.IsMptcpSocket(socket) ? "MPTCP" : "these");
 
     private static Socket Create(AddressFamily family, bool mptcp) => SocketFactory.Shared.Create(family, mptcp);
 }

@@ -49,6 +49,27 @@ public sealed class MptcpSocketTests
     }
 
     [SkippableFact]
+    public void An_mptcp_socket_that_refuses_tcp_user_timeout_is_configured_all_the_same_with_one_debug_line()
+    {
+        using var tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        using var mptcp = SocketSetup.Listen(new IPEndPoint(IPAddress.Loopback, 0), mptcp: true);
+        SkipWithoutMptcp();
+        var sink = new ListSink();
+
+        SocketSetup.TrySetUserTimeout(tcp).Should().BeTrue();
+        var accepted = SocketSetup.TrySetUserTimeout(mptcp);
+        Skip.If(accepted, "this kernel takes TCP_USER_TIMEOUT on MPTCP sockets");
+        var configure = () => SocketSetup.Configure(mptcp, mptcp: true);
+        SocketSetup.LogUserTimeoutRefused(mptcp, new LoggerConfiguration().MinimumLevel.Verbose().WriteTo.Sink(sink).CreateLogger());
+
+        configure.Should().NotThrow();
+        mptcp.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive).Should().Be(1, "keep-alive still applies");
+        var line = sink.Events.Should().ContainSingle().Which;
+        line.Level.Should().Be(LogEventLevel.Debug);
+        line.RenderMessage().Should().Contain("TCP_USER_TIMEOUT is refused on \"MPTCP\" sockets");
+    }
+
+    [SkippableFact]
     public async Task An_mptcp_client_of_a_tcp_server_says_the_peer_fell_back()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));

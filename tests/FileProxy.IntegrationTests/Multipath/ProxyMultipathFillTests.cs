@@ -37,6 +37,36 @@ public sealed class ProxyMultipathFillTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Later_fills_reuse_the_subflows_of_earlier_ones()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await using var cluster = await Cluster.StartAsync(output);
+        // Two small files (one GET on the best subflow, a STAT on each) leave both subflows at a request boundary;
+        // the large one is split across both. (A subflow still receiving an end-of-transfer copy when a file is
+        // complete is closed instead: its stream is mid-body.)
+        var small = Fetch.RandomBytes(300_000, seed: 94);
+        var other = Fetch.RandomBytes(200_000, seed: 95);
+        var large = Fetch.RandomBytes(Size, seed: 96);
+        cluster.Root.Write("small.bin", small);
+        cluster.Root.Write("other.bin", other);
+        cluster.Root.Write("large.bin", large);
+        await using var relay = new Relay(new IPEndPoint(IPAddress.Loopback, cluster.OriginPort));
+        await using var proxy = await StartProxyAsync(cluster, relay);
+        await using var client = await FileClient.ConnectAsync("127.0.0.1", proxy.Server.LocalEndPoint.Port, cancellationToken: deadline.Token);
+
+        var bodies = new List<byte[]>();
+        foreach (var name in (string[])["small.bin", "other.bin", "large.bin"])
+        {
+            bodies.Add((await Fetch.GetAsync(client, name, deadline.Token)).Body);
+            await Poll.UntilAsync(() => proxy.Cache.Counters.Single(c => c.Key == "fills_in_progress").Value == 0, $"the fill of {name} has ended", deadline.Token);
+        }
+
+        bodies.Should().Equal([small, other, large], (a, b) => a.SequenceEqual(b));
+        proxy.Cache.SubflowsConnected.Should().Be(2, "one connection per origin address, kept from fill to fill (without the pool: 6)");
+        relay.Forwarded.Should().BeGreaterThan(256 * 1024, "the large file went over the second path too");
+    }
+
+    [Fact]
     public async Task A_fill_completes_when_one_path_dies_mid_way()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));

@@ -10,7 +10,11 @@ namespace FileProxy.Protocol.Client.Multipath;
 /// <param name="Rtt">The receiver's RTT estimate now (TCP_INFO rcv_rtt; rtt where the kernel has none).</param>
 /// <param name="MinRtt">The kernel's smallest RTT seen on the connection (tcpi_min_rtt), or zero.</param>
 /// <param name="LossEvents">Packets that arrived after a hole in the interval (TCP_INFO rcv_ooopack delta).</param>
-public readonly record struct SubflowSample(int Index, bool Carrying, long Bytes, TimeSpan Rtt, TimeSpan MinRtt, long LossEvents);
+/// <param name="IdleRtt">The shortest round trip of a STATS request sent in the interval while the subflow carried nothing,
+/// or zero. The answer crosses the path in the data's direction behind whatever is queued there: on an idle path
+/// of its own it comes back at once, on a path that shares a loaded bottleneck it waits in that queue.</param>
+public readonly record struct SubflowSample(int Index, bool Carrying, long Bytes, TimeSpan Rtt, TimeSpan MinRtt, long LossEvents,
+    TimeSpan IdleRtt = default);
 
 /// <summary>What the controller decided and why; the subflows that send from now on.</summary>
 public sealed record AmpDecision(string Action, IReadOnlyList<int> Sending, string Reason);
@@ -53,6 +57,10 @@ public sealed class AmpController
     private readonly TimeSpan[] _baseRtt;
     private readonly double[] _lastRate;
     private readonly double[] _averageRate;
+    private readonly bool?[] _shares;
+    private readonly TimeSpan[] _sharesAt;
+    private readonly string?[] _sharesWhy;
+    private readonly List<(TimeSpan At, TimeSpan Rtt, bool Queued)>[] _idleAnswers;
     private readonly List<double> _window = [];
     private AmpPhase _phase = AmpPhase.Multi;
     private AmpPhase _beforeTrial;
@@ -67,7 +75,10 @@ public sealed class AmpController
     private double _before;
     private double _bestBefore;
     private double _peakMulti;
+    private TimeSpan _probeStarted;
     private bool _checked;
+    private bool _clear;
+    private double _clearAlone;
     private TimeSpan _probeBackoff;
     private TimeSpan _nextProbeAt;
     private TimeSpan _trialBackoff;
@@ -82,6 +93,10 @@ public sealed class AmpController
         _baseRtt = Enumerable.Repeat(TimeSpan.MaxValue, subflows).ToArray();
         _lastRate = new double[subflows];
         _averageRate = new double[subflows];
+        _shares = new bool?[subflows];
+        _sharesAt = new TimeSpan[subflows];
+        _sharesWhy = new string?[subflows];
+        _idleAnswers = [.. Enumerable.Range(0, subflows).Select(_ => new List<(TimeSpan, TimeSpan, bool)>())];
         _probeBackoff = _settings.MinBackoff;
         _trialBackoff = _settings.MinBackoff;
     }
@@ -138,6 +153,7 @@ public sealed class AmpController
             }
         }
         congested &= anySending;
+        JudgeIdleRtts(now, samples);
         _congestedRun = congested ? _congestedRun + 1 : 0;
         _cleanRun = lost ? 0 : _cleanRun + 1;
         _intervalsInPhase++;
@@ -215,6 +231,7 @@ public sealed class AmpController
             _before = current;
             _best = BestSending();
             _bestBefore = _averageRate[_best];
+            _probeStarted = now;
             var reason = _checked
                 ? Text($"goodput fell to {Rate(current)} from {Rate(_peakMulti)} with every subflow congested for {_congestedRun} intervals; subflow {_best} alone, to measure what the others add")
                 : Text($"every subflow congested for {_congestedRun} intervals (RTT above its base or packets lost) at {Rate(current)}; subflow {_best} alone, to measure what the others add");
@@ -242,13 +259,34 @@ public sealed class AmpController
         // Only if the best subflow did not speed up when the others stopped: on a shared bottleneck it grows into
         // the capacity they leave (seen: from 5.9 to 7.5 MiB/s in that first interval), on disjoint paths it stays.
         var own = samples.Where(s => s.Index == _best).Sum(s => s.Bytes) / _seconds;
-        var clear = _intervalsInPhase == 1 && own > 0 && _before / own - 1 >= _settings.ClearGain
-            && own <= _bestBefore * (1 + _settings.Gain);
-        if (!clear && !Measuring(own, _settings.RampIntervals, _settings.ProbeIntervals))
+        if (_intervalsInPhase == 1)
+        {
+            _clear = own > 0 && _before / own - 1 >= _settings.ClearGain && own <= _bestBefore * (1 + _settings.Gain);
+            _clearAlone = own;
+        }
+        var measured = Measuring(own, _settings.RampIntervals, _settings.ProbeIntervals);
+        // Whether the others' paths share the best one's bottleneck: their idle round trips (measured since the
+        // probe began) say it directly. What the others add to our own goodput cannot: against a competing flow
+        // they add a share taken from it (about a third more), which is no reason to keep them.
+        var shared = Enumerable.Range(0, _sending.Length)
+            .Where(i => _alive[i] && !_sending[i] && _shares[i] == true && _sharesAt[i] > _probeStarted).ToList();
+        if (shared.Count > 0)
+        {
+            return Collapse(now, Text($"subflow {string.Join(",", shared)} shares the bottleneck of subflow {_best}: {_sharesWhy[shared[0]]}"));
+        }
+        var unknown = Enumerable.Range(0, _sending.Length)
+            .Any(i => _alive[i] && !_sending[i] && (_shares[i] is null || _sharesAt[i] <= _probeStarted));
+        if (unknown && _intervalsInPhase <= _settings.RampIntervals + _settings.ProbeIntervals)
+        {
+            return null; // their idle round trips are on the way; without them, the goodput alone decides
+        }
+        var clear = _clear;
+        if (!clear && !measured)
         {
             return null;
         }
-        var alone = clear ? own : _window.Average();
+        var alone = clear ? _clearAlone : _window.Average();
+        _clear = false;
         var gain = alone > 0 ? (_before / alone) - 1 : double.PositiveInfinity;
         if (gain <= -_settings.Gain)
         {
@@ -272,17 +310,80 @@ public sealed class AmpController
                 _sending[i] = _alive[i];
             }
             _nextProbeAt = now + _probeBackoff;
-            var reason = Text($"the other subflows add {Percent(gain)} ({Rate(_before)} with them, {Rate(alone)} alone); next check in {_probeBackoff.TotalSeconds:0.#} s at the earliest");
+            var separate = Enumerable.Range(0, _sending.Length).FirstOrDefault(i => i != _best && _shares[i] == false && _sharesAt[i] > _probeStarted, -1);
+            var path = separate >= 0 ? Text($" on paths of their own ({_sharesWhy[separate]})") : "";
+            var reason = Text($"the other subflows add {Percent(gain)}{path} ({Rate(_before)} with them, {Rate(alone)} alone); next check in {_probeBackoff.TotalSeconds:0.#} s at the earliest");
             _probeBackoff = Double(_probeBackoff);
             _peakMulti = _before;
             Enter(AmpPhase.Multi);
             return new AmpDecision("keep multipath", Sending, reason);
         }
+        return Collapse(now, Text($"the other subflows add only {Percent(gain)} ({Rate(_before)} with them, {Rate(alone)} alone) while every RTT rose"));
+    }
+
+    private AmpDecision Collapse(TimeSpan now, string why)
+    {
+        _clear = false;
         _trialBackoff = _settings.MinBackoff;
         _nextTrialAt = now + _trialBackoff;
         Enter(AmpPhase.Collapsed);
         return new AmpDecision("collapse", Sending,
-            Text($"the other subflows add only {Percent(gain)} ({Rate(_before)} with them, {Rate(alone)} alone) while every RTT rose: subflow {_best} sends alone, the others stay open and idle; trial in {_trialBackoff.TotalSeconds:0.#} s"));
+            Text($"{why}: subflow {_best} sends alone, the others stay open and idle; trial in {_trialBackoff.TotalSeconds:0.#} s"));
+    }
+
+    /// <summary>
+    /// For each parked subflow that timed an idle request in this interval: does its path share the sending
+    /// subflows' bottleneck? Its queue (the idle round trip above its base) must be at least
+    /// <see cref="AmpSettings.SharedQueue"/> of the queue the busiest sending subflow sees (its RTT above its base).
+    /// Only while that one is congested: without a queue there, an idle request says nothing (no verdict). On a path
+    /// of its own, idle, the request comes back at about the base RTT.
+    /// </summary>
+    private void JudgeIdleRtts(TimeSpan now, IReadOnlyList<SubflowSample> samples)
+    {
+        SubflowSample? sender = null;
+        foreach (var sample in samples)
+        {
+            if (_alive[sample.Index] && _sending[sample.Index] && (sender is null || sample.Bytes > sender.Value.Bytes))
+            {
+                sender = sample;
+            }
+        }
+        foreach (var sample in samples)
+        {
+            var i = sample.Index;
+            if (!_alive[i] || _sending[i] || sample.IdleRtt <= TimeSpan.Zero || sender is not { } busy || !IsCongested(busy))
+            {
+                continue; // without a queue at the sender there is nothing to compare with: no verdict
+            }
+            // Neither answer alone is believed: a busy machine delays one on an idle path of its own (36 ms seen at a
+            // load of 30), and a shared queue drains for a moment now and then (1.4 ms seen beside an RTT of 11 ms).
+            // Two answers in a row that agree decide; when they disagree, the third decides (the median of three).
+            // Answers count since the probe began, or from the last few keep-alives.
+            var window = _phase == AmpPhase.Probe ? _probeStarted : now - (_settings.ParkedPingInterval * 3.5);
+            var answers = _idleAnswers[i];
+            answers.RemoveAll(a => a.At <= window);
+            var baseRtt = _baseRtt[i] == TimeSpan.MaxValue ? TimeSpan.Zero : _baseRtt[i];
+            var busyBase = _baseRtt[busy.Index] == TimeSpan.MaxValue ? busy.Rtt : _baseRtt[busy.Index];
+            var busyQueue = busy.Rtt - busyBase;
+            var queued = sample.IdleRtt - baseRtt >= _settings.RttRiseFloor && sample.IdleRtt - baseRtt >= busyQueue * _settings.SharedQueue;
+            answers.Add((now, sample.IdleRtt, queued));
+            if (answers.Count > 3)
+            {
+                answers.RemoveAt(0);
+            }
+            var last = answers[^1];
+            bool? verdict = answers.Count >= 2 && answers[^2].Queued == last.Queued ? last.Queued
+                : answers.Count >= 3 ? answers.Count(a => a.Queued) >= 2
+                : null;
+            if (verdict is not { } shares)
+            {
+                continue;
+            }
+            _shares[i] = shares;
+            _sharesAt[i] = now;
+            var times = string.Join(", ", answers.Select(a => Ms(a.Rtt)));
+            _sharesWhy[i] = Text($"idle requests on subflow {i} took {times} (base {Ms(baseRtt)}) while subflow {busy.Index}'s RTT is {Ms(busy.Rtt)} (base {Ms(busyBase)})");
+        }
     }
 
     private AmpDecision? InSingle(TimeSpan now, double total) =>
@@ -298,6 +399,16 @@ public sealed class AmpController
         if (candidate < 0)
         {
             return null;
+        }
+        if (_shares[candidate] == true && now - _sharesAt[candidate] <= _settings.ParkedPingInterval * 2)
+        {
+            // Its own idle requests show it still shares the sending subflow's bottleneck: a trial could only take a
+            // share from whoever else is on it (our goodput would rise, nobody's would in total).
+            var backoff = _trialBackoff;
+            _trialBackoff = Double(_trialBackoff);
+            _nextTrialAt = now + _trialBackoff;
+            return new AmpDecision("skip trial", Sending,
+                Text($"subflow {candidate} still shares the bottleneck: {_sharesWhy[candidate]}; back-off {backoff.TotalSeconds:0.#} s -> {_trialBackoff.TotalSeconds:0.#} s"));
         }
         _before = current;
         _trial = candidate;
@@ -420,6 +531,8 @@ public sealed class AmpController
         var percent = (int)Math.Round(fraction * 100);
         return string.Create(CultureInfo.InvariantCulture, $"{(percent >= 0 ? "+" : "")}{percent} %");
     }
+
+    private static string Ms(TimeSpan time) => Text($"{time.TotalMilliseconds:0.0} ms");
 
     private static string Text(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }

@@ -34,6 +34,17 @@ public sealed record AmpSettings
 
     public TimeSpan RttRiseFloor { get; init; } = TimeSpan.FromMilliseconds(2);
 
+    /// <summary>A parked subflow's path shares the sending one's bottleneck when a request on it, idle, waits at
+    /// least this fraction of the queue the sending subflow sees (and <see cref="RttRiseFloor"/>).</summary>
+    public double SharedQueue { get; init; } = 0.5;
+
+    /// <summary>How often a parked, idle subflow times a STATS request during a probe (the verdict on a shared bottleneck).</summary>
+    public TimeSpan ProbePingInterval { get; init; } = TimeSpan.FromMilliseconds(30);
+
+    /// <summary>How often a parked, idle subflow times a STATS request otherwise: it keeps the connection from the server's
+    /// idle timeout (120 s by default) and tells the next trial whether the path still shares the bottleneck.</summary>
+    public TimeSpan ParkedPingInterval { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Clean intervals (no packet lost on the carrying subflows) before a parked subflow gets a trial.</summary>
     public int CleanIntervals { get; init; } = 3;
 

@@ -20,27 +20,33 @@ public sealed class MultipathFetcher : IAsyncDisposable
 
     private readonly Subflow?[] _subflows;
     private readonly string[] _addresses;
+    private readonly IReadOnlyList<(string Host, int Port)> _endpoints;
     private readonly string?[] _failures;
     private readonly MultipathOptions _options;
+    private readonly SubflowPool? _pool;
     private readonly ILogger _log;
     private int _best;
 
-    private MultipathFetcher(Subflow?[] subflows, string[] addresses, string?[] failures, MultipathOptions options, ILogger log)
+    private MultipathFetcher(Subflow?[] subflows, string[] addresses, IReadOnlyList<(string Host, int Port)> endpoints, string?[] failures,
+        MultipathOptions options, SubflowPool? pool, ILogger log)
     {
         _subflows = subflows;
         _addresses = addresses;
+        _endpoints = endpoints;
         _failures = failures;
         _options = options;
+        _pool = pool;
         _log = log;
     }
 
     /// <summary>Subflows connected and not failed.</summary>
     public int Live => _subflows.Count(s => s is not null);
 
-    /// <summary>Connects one subflow per address, in parallel. An address that cannot be reached is left out with a
+    /// <summary>Connects one subflow per address, in parallel (or takes an idle one from <paramref name="pool"/>, to
+    /// which <see cref="DisposeAsync"/> gives them back). An address that cannot be reached is left out with a
     /// warning; throws <see cref="UpstreamException"/> when none can.</summary>
     public static async Task<MultipathFetcher> ConnectAsync(IReadOnlyList<(string Host, int Port)> addresses, MultipathOptions options,
-        ILogger? log, CancellationToken cancellationToken)
+        ILogger? log, CancellationToken cancellationToken, SubflowPool? pool = null)
     {
         if (addresses.Count is 0 or > MaxSubflows)
         {
@@ -49,7 +55,7 @@ public sealed class MultipathFetcher : IAsyncDisposable
         log = (log ?? Log.Logger).ForContext<MultipathFetcher>();
         var count = options.Mode == MultipathMode.Off ? 1 : addresses.Count;
         var connecting = Enumerable.Range(0, count)
-            .Select(i => Subflow.ConnectAsync(i, addresses[i].Host, addresses[i].Port, options, cancellationToken)).ToArray();
+            .Select(i => TakeOrConnectAsync(pool, i, addresses[i].Host, addresses[i].Port, options, cancellationToken)).ToArray();
         try
         {
             await Task.WhenAll(connecting);
@@ -72,7 +78,7 @@ public sealed class MultipathFetcher : IAsyncDisposable
         var names = new string[count];
         for (var i = 0; i < count; i++)
         {
-            names[i] = addresses[i].Host.Contains(':', StringComparison.Ordinal) ? $"[{addresses[i].Host}]:{addresses[i].Port}" : $"{addresses[i].Host}:{addresses[i].Port}";
+            names[i] = Subflow.Name(addresses[i].Host, addresses[i].Port);
             if (connecting[i].IsCompletedSuccessfully)
             {
                 subflows[i] = connecting[i].Result;
@@ -83,7 +89,19 @@ public sealed class MultipathFetcher : IAsyncDisposable
                 log.Warning("Subflow {Subflow} ({Address}) left out: {Reason}", i, names[i], failures[i]);
             }
         }
-        return new MultipathFetcher(subflows, names, failures, options, log);
+        return new MultipathFetcher(subflows, names, addresses, failures, options, pool, log);
+    }
+
+    private static async Task<Subflow> TakeOrConnectAsync(SubflowPool? pool, int index, string host, int port, MultipathOptions options,
+        CancellationToken cancellationToken)
+    {
+        if (pool is not null && await pool.TakeAsync(index, Subflow.Name(host, port)) is { } idle)
+        {
+            return idle;
+        }
+        var subflow = await Subflow.ConnectAsync(index, host, port, options, cancellationToken);
+        pool?.NoteConnected();
+        return subflow;
     }
 
     /// <summary>STATs the file on every subflow. Error answers (not found…) are returned when every address gives
@@ -95,8 +113,22 @@ public sealed class MultipathFetcher : IAsyncDisposable
         var stopwatch = Stopwatch.StartNew();
         var answers = live.Select(async s =>
         {
-            var head = await s.StatAsync(name, cancellationToken);
-            return (Subflow: s, Head: head, Elapsed: stopwatch.Elapsed);
+            try
+            {
+                var head = await s.StatAsync(name, cancellationToken);
+                return (Subflow: s, Head: head, Elapsed: stopwatch.Elapsed);
+            }
+            catch (UpstreamException) when (s.Reused && !cancellationToken.IsCancellationRequested)
+            {
+                // A pooled connection the server closed meanwhile: once more, on a fresh one.
+                var (host, port) = _endpoints[s.Index];
+                var fresh = await Subflow.ConnectAsync(s.Index, host, port, _options, cancellationToken);
+                _pool?.NoteConnected();
+                _subflows[s.Index] = fresh;
+                await s.DisposeAsync();
+                var head = await fresh.StatAsync(name, cancellationToken);
+                return (Subflow: fresh, Head: head, Elapsed: stopwatch.Elapsed);
+            }
         }).ToArray();
         try
         {
@@ -114,9 +146,9 @@ public sealed class MultipathFetcher : IAsyncDisposable
             {
                 answered.Add(answers[i].Result);
             }
-            else
+            else if (_subflows[live[i].Index] is { } failed)
             {
-                await DropAsync(live[i], answers[i].Exception?.InnerException?.Message ?? "STAT failed");
+                await DropAsync(failed, answers[i].Exception?.InnerException?.Message ?? "STAT failed");
             }
         }
         if (answered.Count == 0)
@@ -222,6 +254,7 @@ public sealed class MultipathFetcher : IAsyncDisposable
         return new MultipathResult(file.Size, digest, stopwatch.Elapsed, reports, decisions) { Source = transfer.Source };
     }
 
+    /// <summary>Closes the subflows, or gives those at a request boundary back to the pool.</summary>
     public async ValueTask DisposeAsync()
     {
         for (var i = 0; i < _subflows.Length; i++)
@@ -229,7 +262,14 @@ public sealed class MultipathFetcher : IAsyncDisposable
             if (_subflows[i] is { } subflow)
             {
                 _subflows[i] = null;
-                await subflow.DisposeAsync();
+                if (_pool is not null)
+                {
+                    await _pool.ReturnAsync(subflow);
+                }
+                else
+                {
+                    await subflow.DisposeAsync();
+                }
             }
         }
     }
@@ -291,9 +331,10 @@ public sealed class MultipathFetcher : IAsyncDisposable
                     {
                         largestRtt = sample.Rtt;
                     }
-                    _log.Debug("Subflow {Subflow}: {Bytes} bytes in {IntervalMs} ms, rtt {RttUs} us (min {MinRttUs} us), {LossEvents} out-of-order packets, {State}",
+                    _log.Debug("Subflow {Subflow}: {Bytes} bytes in {IntervalMs} ms, rtt {RttUs} us (min {MinRttUs} us), idle request {IdleRttUs} us, {LossEvents} out-of-order packets, {State}",
                         sample.Index, sample.Bytes, (int)interval.TotalMilliseconds, (long)sample.Rtt.TotalMicroseconds,
-                        (long)sample.MinRtt.TotalMicroseconds, sample.LossEvents, scheduler.IsEnabled(sample.Index) ? "sending" : "parked");
+                        (long)sample.MinRtt.TotalMicroseconds, (long)sample.IdleRtt.TotalMicroseconds, sample.LossEvents,
+                        scheduler.IsEnabled(sample.Index) ? "sending" : "parked");
                 }
                 if (controller is not null)
                 {
@@ -316,6 +357,7 @@ public sealed class MultipathFetcher : IAsyncDisposable
         {
             return;
         }
+        SetPings(controller);
         for (var i = 0; i < _subflows.Length; i++)
         {
             scheduler.SetEnabled(i, _subflows[i] is not null && controller.IsSending(i));
@@ -323,6 +365,18 @@ public sealed class MultipathFetcher : IAsyncDisposable
         decisions.Add(decision);
         _log.Information("Multipath {Action} at {ElapsedMs} ms: {Reason}; sending on subflows {Sending}",
             decision.Action, (long)stopwatch.Elapsed.TotalMilliseconds, decision.Reason, string.Join(",", decision.Sending));
+    }
+
+    /// <summary>Parked subflows time idle requests: often while a probe asks whether they share the bottleneck,
+    /// about once a second otherwise (which keeps them open); sending ones do not.</summary>
+    private void SetPings(AmpController controller)
+    {
+        var settings = _options.Controller;
+        foreach (var subflow in _subflows.OfType<Subflow>())
+        {
+            subflow.PingInterval = controller.IsSending(subflow.Index) ? TimeSpan.Zero
+                : controller.Phase == AmpPhase.Probe ? settings.ProbePingInterval : settings.ParkedPingInterval;
+        }
     }
 
     /// <summary>Hashes the file's contiguous prefix as it grows (reading back what the subflows wrote) and reports

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net.Sockets;
 using FileProxy.Protocol.Transport;
 using FileProxy.Protocol.Wire;
@@ -24,6 +25,10 @@ internal sealed class Subflow : IAsyncDisposable
     private long _delivered;
     private uint _sampledOutOfOrder;
     private int _outstanding;
+    private int _pinging;
+    private long _idleRttTicks;
+    private long _lastPing;
+    private long _pingIntervalTicks;
     private int _disposed;
 
     private Subflow(int index, string address, Socket socket, MultipathOptions options)
@@ -53,12 +58,22 @@ internal sealed class Subflow : IAsyncDisposable
     public TimeSpan Rtt { get; set; }
 
     /// <summary>False after a transfer was cut short with requests outstanding: the stream position is lost.</summary>
-    public bool IsReusable => _disposed == 0 && Volatile.Read(ref _outstanding) == 0;
+    public bool IsReusable => _disposed == 0 && Volatile.Read(ref _outstanding) == 0 && Volatile.Read(ref _pinging) == 0;
+
+    /// <summary>While this subflow carries nothing, it sends a STATS request this often (zero: never) and times the answer:
+    /// what a request takes on an idle connection is the path's queue in the data's direction (see
+    /// <see cref="SubflowSample.IdleRtt"/>), and it keeps a parked connection from the server's idle timeout. Set it
+    /// before the scheduler's next change (which wakes the subflow).</summary>
+    public TimeSpan PingInterval
+    {
+        get => TimeSpan.FromTicks(Interlocked.Read(ref _pingIntervalTicks));
+        set => Interlocked.Exchange(ref _pingIntervalTicks, value.Ticks);
+    }
 
     public static async Task<Subflow> ConnectAsync(int index, string host, int port, MultipathOptions options,
         CancellationToken cancellationToken)
     {
-        var address = host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
+        var address = Name(host, port);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.Connection.ConnectTimeout);
         try
@@ -75,6 +90,38 @@ internal sealed class Subflow : IAsyncDisposable
             throw new UpstreamException($"cannot connect to {address}: {e.Message}", e);
         }
     }
+
+    /// <summary>HOST:PORT, with an IPv6 host in brackets.</summary>
+    public static string Name(string host, int port) =>
+        host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
+
+    /// <summary>For a subflow waiting in a pool: the connection is open and nothing arrived unasked (a server that
+    /// closed it while idle makes it readable with nothing to read).</summary>
+    public bool IsOpenAndIdle()
+    {
+        try
+        {
+            return IsReusable && _reader.Buffered == 0 && !_socket.Poll(0, SelectMode.SelectRead);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Starts a new transfer's counts on a pooled subflow (what it learned of its path stays).</summary>
+    public void Reset()
+    {
+        Interlocked.Exchange(ref _received, 0);
+        _sampledReceived = 0;
+        Interlocked.Exchange(ref _delivered, 0);
+        Interlocked.Exchange(ref _idleRttTicks, 0);
+        PingInterval = TimeSpan.Zero;
+        Reused = true;
+    }
+
+    /// <summary>Taken from a pool: a failure of its first request may be a connection the server had closed.</summary>
+    public bool Reused { get; private set; }
 
     /// <summary>One STAT, before the transfer (nothing else outstanding).</summary>
     public async Task<ResponseHead> StatAsync(string name, CancellationToken cancellationToken)
@@ -111,7 +158,8 @@ internal sealed class Subflow : IAsyncDisposable
             lost = unchecked(info.RcvOooPack - _sampledOutOfOrder);
             _sampledOutOfOrder = info.RcvOooPack;
         }
-        return new SubflowSample(Index, Carrying, bytes, rtt, minRtt, lost);
+        var idle = TimeSpan.FromTicks(Interlocked.Exchange(ref _idleRttTicks, 0));
+        return new SubflowSample(Index, Carrying, bytes, rtt, minRtt, lost, idle);
     }
 
     /// <summary>Takes chunks from the queue and fetches them until the transfer ends. A path failure gives this
@@ -136,7 +184,7 @@ internal sealed class Subflow : IAsyncDisposable
                         return null;
                     }
                     stall.CancelAfter(Timeout.InfiniteTimeSpan); // parked or out of work: not a stall
-                    await changed.WaitAsync(cancellationToken);
+                    await IdleAsync(changed, stall, cancellationToken);
                     continue;
                 }
                 var chunk = outstanding.Peek();
@@ -189,6 +237,53 @@ internal sealed class Subflow : IAsyncDisposable
             _reader.Dispose();
         }
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Waits for the scheduler's next change; meanwhile, every <see cref="PingInterval"/>, times one STATS
+    /// request. STATS, not STAT: every server and proxy answers it from memory, while a proxy answers a STAT of a
+    /// file it is still fetching by asking its origin, whose path is not this one.</summary>
+    private async Task IdleAsync(Task changed, CancellationTokenSource stall, CancellationToken cancellationToken)
+    {
+        var every = PingInterval;
+        if (every <= TimeSpan.Zero)
+        {
+            await changed.WaitAsync(cancellationToken);
+            return;
+        }
+        var due = every - Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastPing));
+        if (due > TimeSpan.Zero)
+        {
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            wait.CancelAfter(due);
+            try
+            {
+                await changed.WaitAsync(wait.Token);
+                return;
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                // Time for the next ping.
+            }
+        }
+        Interlocked.Exchange(ref _lastPing, Stopwatch.GetTimestamp());
+        Volatile.Write(ref _pinging, 1);
+        stall.CancelAfter(_options.StallTimeout);
+        var started = Stopwatch.GetTimestamp();
+        await SendAsync(new StatsRequest(), stall.Token);
+        var frame = await _reader.ReadFrameAsync(null, stall.Token)
+            ?? throw new EndOfStreamException($"{Address} closed the connection");
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        // The answer itself does not matter; one that breaks the protocol does.
+        WireCodec.DecodeResponse(Opcode.Stats, frame.Header, frame.Payload.Span);
+        Volatile.Write(ref _pinging, 0);
+        stall.CancelAfter(Timeout.InfiniteTimeSpan);
+        // The smallest since the last sample: a busy machine only ever adds to a round trip.
+        long seen;
+        do
+        {
+            seen = Interlocked.Read(ref _idleRttTicks);
+        }
+        while ((seen == 0 || elapsed.Ticks < seen) && Interlocked.CompareExchange(ref _idleRttTicks, elapsed.Ticks, seen) != seen);
     }
 
     /// <summary>Sends GETs for more chunks until <paramref name="depth"/> are outstanding or the queue has none for us.</summary>
