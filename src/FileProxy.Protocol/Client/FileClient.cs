@@ -305,6 +305,21 @@ public sealed class FileClient : IAsyncDisposable
     /// <summary>Whether body bytes can be read now without waiting for the network.</summary>
     internal bool HasPendingBytes => _reader.Buffered > 0 || _link.HasPendingBytes;
 
+    /// <summary>Whether this connection can take a request now: reusable, and the server has neither closed it nor
+    /// sent anything while it sat idle (a server that hit its idle timeout closes; its FIN or RST makes the socket
+    /// readable). Checked when a pooled connection is taken, so a request is not sent into a dead connection.</summary>
+    public bool IsOpenAndIdle()
+    {
+        try
+        {
+            return IsReusable && _reader.Buffered == 0 && !_link.Socket.Poll(0, SelectMode.SelectRead);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
     internal void Abandon(GetResponse response)
     {
         if (ReferenceEquals(_openResponse, response))

@@ -27,11 +27,11 @@ public sealed class FileClientPool : IAsyncDisposable
     {
         while (_idle.TryTake(out var client))
         {
-            if (client.IsReusable)
+            if (client.IsOpenAndIdle())
             {
                 return client;
             }
-            await client.DisposeAsync();
+            await client.DisposeAsync(); // broken, or closed by the server while idle (its idle timeout)
         }
         var fresh = await FileClient.ConnectAsync(Host, Port, Options, cancellationToken);
         fresh.Pool = this;
