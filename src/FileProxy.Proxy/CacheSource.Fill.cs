@@ -1,12 +1,10 @@
 using System.Buffers;
-using System.Security.Cryptography;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Wire;
 using FileProxy.Proxy.Cache;
-using Microsoft.Win32.SafeHandles;
 
 namespace FileProxy.Proxy;
 
@@ -28,7 +26,7 @@ public sealed partial class CacheSource
                 Interlocked.Increment(ref _counters.Coalesced);
                 return (running, false);
             }
-            var fill = new Fill(name, key);
+            var fill = new Fill(name, key, _store.NewTempPath(key));
             fill.Pin();
             _fills[name.Value] = fill;
             Interlocked.Increment(ref _counters.Misses);
@@ -77,14 +75,11 @@ public sealed partial class CacheSource
             {
                 return ByteRange.NotSatisfiable(request.Offset, file.Size);
             }
-            // Our own descriptor on the fill's file: it follows the file through its rename into the cache.
-            var reader = new FileStream($"/proc/self/fd/{fill.Handle!.DangerousGetHandle()}", FileMode.Open, FileAccess.Read,
-                FileShare.ReadWrite | FileShare.Delete, bufferSize: 0, FileOptions.Asynchronous);
             // A request that pins a version belongs to a resume or a multipath transfer, whose client checks the whole
             // file's digest: it gets its range as written and waits only for the file's last byte. Any other request
             // gets its own last byte only once the whole file is verified.
             var holdFrom = request.IfVersion.Length > 0 ? file.Size - 1 : range.Offset + range.Length - 1;
-            body = new GrowingFileBody(fill, reader, range.Offset, range.Length, holdFrom,
+            body = new GrowingFileBody(fill, range.Offset, range.Length, holdFrom,
                 (offset, length, sink, token) => RelayRangeAsync(fill.Name, file, offset, length, sink, token));
             var head = new ResponseHead(StatusCode.Ok, "")
             {
@@ -171,36 +166,28 @@ public sealed partial class CacheSource
         }
     }
 
-    /// <summary>Fetches a whole file from the upstream into a temporary file, verifies its length and digest, and
-    /// commits it. Whatever happens, the fill leaves the index and the temporary file is gone or committed.</summary>
+    /// <summary>Fetches a whole file from the upstream into the fill's temporary file, verifies its length and
+    /// digest, and commits it. Whatever happens, the fill leaves the index, ends once and logs once: its readers
+    /// hear the outcome from the fill, not from a log line each.</summary>
     private async Task RunFillAsync(Fill fill)
     {
         await Task.Yield();
         var token = _shutdown.Token;
-        var tempPath = _store.NewTempPath(fill.Key);
         FileClient? client = null;
-        var committed = false;
-        var slot = false;
         try
         {
             // At most MaxConcurrentFills fetches run at once; the rest wait here holding no file, buffer or socket.
-            if (!_fillSlots.Wait(0))
-            {
-                Interlocked.Increment(ref _counters.FillsQueued);
-                await _fillSlots.WaitAsync(token);
-            }
-            slot = true;
+            await fill.AcquireSlotAsync(_fillSlots, () => Interlocked.Increment(ref _counters.FillsQueued), token);
             Interlocked.Increment(ref _counters.UpstreamFetches);
             FileMetadata metadata;
-            SafeFileHandle handle;
             ContentDigest digest;
             if (_options.Multipath is { } multipath)
             {
-                if (await FetchOverPathsAsync(fill, multipath, tempPath, token) is not { } fetched)
+                if (await FetchOverPathsAsync(fill, multipath, token) is not { } fetched)
                 {
                     return;
                 }
-                (metadata, handle, digest) = fetched;
+                (metadata, digest) = fetched;
             }
             else
             {
@@ -225,9 +212,8 @@ public sealed partial class CacheSource
                 }
                 MakeRoom(0); // this fill's size is in the reservations already
 
-                handle = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite,
-                    FileShare.ReadWrite | FileShare.Delete, FileOptions.None);
-                fill.Started(handle, head);
+                var handle = fill.CreateFile();
+                fill.Started(head);
                 using var hash = new ContentHasher();
                 long copied;
                 try
@@ -238,10 +224,7 @@ public sealed partial class CacheSource
                 {
                     // Only the file write throws IOException here (the upstream's failures are UpstreamExceptions): the
                     // disk filled or failed, the upstream did not. Readers finish from the upstream, uncached.
-                    Interlocked.Increment(ref _counters.FillsAbandoned);
-                    _log.Warning("Writing {Name} to the cache failed after {Bytes} bytes ({Reason}); its readers continue from the origin, uncached",
-                        fill.Name, fill.Written, e.Message);
-                    Retire(fill).Abandon(e.Message);
+                    Abandon(fill, e);
                     return;
                 }
                 Interlocked.Add(ref _counters.BytesFetched, copied);
@@ -260,18 +243,15 @@ public sealed partial class CacheSource
                 Retire(fill).Fail(ResponseHead.Error(StatusCode.UpstreamIntegrityError, "upstream sent bytes that do not match their digest"));
                 return;
             }
+            var committed = false;
             try
             {
-                if (!fill.Purged)
-                {
-                    Commit(fill, tempPath, metadata);
-                    committed = true;
-                }
+                committed = !fill.Purged && Commit(fill, metadata);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                // The bytes are whole and verified, and every reader holds its own descriptor on them: serve them,
-                // keep nothing (Commit rolled its files back).
+                // The bytes are whole and verified, and every reader sends from the fill's descriptor: serve them,
+                // keep nothing (the store rolled its files back).
                 _log.Warning("Committing {Name} to the cache failed ({Reason}); serving it uncached", fill.Name, e.Message);
                 Retire(fill);
             }
@@ -280,7 +260,7 @@ public sealed partial class CacheSource
             {
                 // After the commit, off the readers' path: an entry whose data did not reach the disk before a
                 // power cut fails its digest check when it is first used after the restart, and is dropped.
-                await Task.Run(() => FlushToDisk(handle), CancellationToken.None);
+                await Task.Run(fill.FlushToDisk, CancellationToken.None);
             }
         }
         catch (Exception e) when (e is UpstreamException or MultipathException or IOException or UnauthorizedAccessException or OperationCanceledException)
@@ -299,21 +279,22 @@ public sealed partial class CacheSource
         }
         finally
         {
-            if (slot)
-            {
-                _fillSlots.Release();
-            }
             if (client is not null)
             {
                 await client.DisposeAsync();
             }
-            Retire(fill);
-            if (!committed)
-            {
-                File.Delete(tempPath);
-            }
-            fill.Unpin();
+            Retire(fill).EndRun();
         }
+    }
+
+    /// <summary>The disk failed under a running fill, not the upstream: the cache gives up its copy, and readers
+    /// send what is written and continue from the upstream, uncached.</summary>
+    private void Abandon(Fill fill, Exception e)
+    {
+        Interlocked.Increment(ref _counters.FillsAbandoned);
+        _log.Warning("Writing {Name} to the cache failed after {Bytes} bytes ({Reason}); its readers continue from the origin, uncached",
+            fill.Name, fill.Written, e.Message);
+        Retire(fill).Abandon(e.Message);
     }
 
     /// <summary>Takes a fill out of the index before it announces its end, so no request joins a fill that has
@@ -352,8 +333,9 @@ public sealed partial class CacheSource
         }
     }
 
-    /// <summary>Moves a verified fill into the cache and the index, replacing an older version of the name.</summary>
-    private void Commit(Fill fill, string tempPath, FileMetadata metadata)
+    /// <summary>Moves a verified fill into the cache and the index, replacing an older version of the name. False
+    /// when a purge came first (nothing is kept).</summary>
+    private bool Commit(Fill fill, FileMetadata metadata)
     {
         var record = new EntryRecord(fill.Name.Value, metadata, $"{fill.Key}.{Guid.NewGuid():N}.data",
             DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
@@ -361,7 +343,7 @@ public sealed partial class CacheSource
         CacheEntry entry;
         lock (DiskLock(fill.Key))
         {
-            var dataPath = _store.Commit(fill.Key, tempPath, record);
+            var dataPath = fill.CommitTo(_store, record);
             entry = new CacheEntry(fill.Name, fill.Key, metadata, dataPath, Environment.TickCount64);
             lock (_lock)
             {
@@ -369,7 +351,7 @@ public sealed partial class CacheSource
                 {
                     // Purged between the check before the commit and here: keep nothing after all.
                     _store.Delete(fill.Key, dataPath);
-                    return;
+                    return false;
                 }
                 if (_entries.TryGetValue(fill.Key, out replaced))
                 {
@@ -386,6 +368,7 @@ public sealed partial class CacheSource
             DeleteIfUnread(replaced);
         }
         MakeRoom(0, keep: entry); // never the entry just committed: over the cap only while older ones are read
+        return true;
     }
 
     /// <summary>Evicts least recently used entries nobody is reading until <paramref name="incoming"/> more bytes
@@ -417,12 +400,5 @@ public sealed partial class CacheSource
     }
 
     /// <summary>Disk bytes that running fills still have to write. Under <see cref="_lock"/>.</summary>
-    private long ReservedLocked() => _fills.Values.Sum(f => Math.Max(0, f.Reserved - f.Written));
-
-    private static void FlushToDisk(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
-    {
-        using var stream = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(handle.DangerousGetHandle(), ownsHandle: false),
-            FileAccess.ReadWrite, bufferSize: 0);
-        stream.Flush(flushToDisk: true);
-    }
+    private long ReservedLocked() => _fills.Values.Sum(f => f.Outstanding);
 }

@@ -1,7 +1,6 @@
 using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Wire;
 using FileProxy.Proxy.Cache;
-using Microsoft.Win32.SafeHandles;
 
 namespace FileProxy.Proxy;
 
@@ -19,7 +18,7 @@ public sealed partial class CacheSource
             reserved = ReservedLocked();
             if (metadata.Size <= _options.MaxBytes && metadata.Size <= free - reserved)
             {
-                fill.Reserved = metadata.Size;
+                fill.Reserve(metadata.Size);
                 return true;
             }
         }
@@ -32,8 +31,8 @@ public sealed partial class CacheSource
     /// <summary>Fetches a fill's file over several addresses of the origin (<see cref="MultipathFetcher"/>) into
     /// the temporary file, advancing the fill's written mark as the contiguous prefix grows. Returns null when the
     /// fill already ended (an error relayed, or passed through because it does not fit).</summary>
-    private async Task<(FileMetadata Metadata, SafeFileHandle Handle, ContentDigest Digest)?> FetchOverPathsAsync(Fill fill,
-        UpstreamMultipath multipath, string tempPath, CancellationToken cancellationToken)
+    private async Task<(FileMetadata Metadata, ContentDigest Digest)?> FetchOverPathsAsync(Fill fill,
+        UpstreamMultipath multipath, CancellationToken cancellationToken)
     {
         await using var fetcher = await MultipathFetcher.ConnectAsync(multipath.Addresses, multipath.Options, _log, cancellationToken);
         var head = await fetcher.HeadAsync(fill.Name.Value, cancellationToken);
@@ -49,15 +48,13 @@ public sealed partial class CacheSource
             return null;
         }
         MakeRoom(0); // this fill's size is in the reservations already
-        var handle = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite,
-            FileShare.ReadWrite | FileShare.Delete, FileOptions.None, preallocationSize: metadata.Size);
-        RandomAccess.SetLength(handle, metadata.Size);
-        fill.Started(handle, head with { Offset = 0, Length = metadata.Size });
+        var handle = fill.CreateFile(preallocate: metadata.Size);
+        fill.Started(head with { Offset = 0, Length = metadata.Size });
         // A file that changes during the fill fails it (FileChangedException); the next request starts a new one.
         var result = await fetcher.FetchAsync(fill.Name.Value, metadata, handle, fill.Advance, cancellationToken);
         Interlocked.Add(ref _counters.BytesFetched, result.Bytes);
         _log.Information("Fetched {Name} ({Bytes} bytes) from the origin in {ElapsedMs} ms over {Carrying} of {Subflows} subflows",
             fill.Name, result.Bytes, (long)result.Elapsed.TotalMilliseconds, result.SubflowsCarrying, result.Subflows.Count);
-        return (metadata, handle, result.Digest);
+        return (metadata, result.Digest);
     }
 }

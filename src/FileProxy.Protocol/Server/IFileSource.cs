@@ -51,3 +51,17 @@ public interface IBodySink
     /// <summary>Sends a region of a file without copying it through user space where the platform allows.</summary>
     ValueTask SendFileAsync(FileStream file, long offset, long count, CancellationToken cancellationToken);
 }
+
+/// <summary>
+/// A body's source failed part way, and that failure was logged once where it happened (a fill shared by many
+/// responses): the connection cuts the response, the only way left to tell the peer, and adds no log line of its
+/// own beyond the request's.
+/// </summary>
+public sealed class BodySourceFailedException : IOException
+{
+    public BodySourceFailedException() { }
+
+    public BodySourceFailedException(string message) : base(message) { }
+
+    public BodySourceFailedException(string message, Exception innerException) : base(message, innerException) { }
+}

@@ -245,6 +245,10 @@ public sealed partial class ProtocolServer
                     _log.Debug("Response cut by the stop: {Reason}", e.Message);
                     cut = "cut by the drain timeout";
                 }
+                catch (BodySourceFailedException e)
+                {
+                    cut = $"the source failed: {e.Message}";
+                }
                 catch (Exception e) when (IsDisconnect(e))
                 {
                     _log.Debug("Peer went away during the response: {Reason}", e.Message);

@@ -21,10 +21,10 @@ internal sealed class GrowingFileBody : IResponseBody
 
     // holdFrom: bytes from here on are sent only once the fill is verified: the range's last byte normally; the
     // file's last byte for a request that pins a version (its asker checks the whole file's digest).
-    public GrowingFileBody(Fill fill, FileStream file, long offset, long length, long holdFrom, ContinueFromUpstream continueFromUpstream)
+    public GrowingFileBody(Fill fill, long offset, long length, long holdFrom, ContinueFromUpstream continueFromUpstream)
     {
         _fill = fill;
-        _file = file;
+        _file = fill.File; // the fill's, lent for as long as this body holds its pin
         _offset = offset;
         _holdFrom = holdFrom;
         Length = length;
@@ -46,7 +46,8 @@ internal sealed class GrowingFileBody : IResponseBody
             var written = _fill.Written;
             if (state == FillState.Failed)
             {
-                throw new IOException($"upstream fetch failed after {written} bytes: {_fill.FailureReason}");
+                // The fill logged its failure once; this reader's response is cut, which is how its client hears it.
+                throw new BodySourceFailedException($"upstream fetch failed after {written} bytes: {_fill.FailureReason}");
             }
             if (state == FillState.Abandoned && position >= written)
             {
@@ -67,13 +68,13 @@ internal sealed class GrowingFileBody : IResponseBody
         }
     }
 
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            await _file.DisposeAsync();
             _fill.Unpin();
         }
+        return ValueTask.CompletedTask;
     }
 }
 
