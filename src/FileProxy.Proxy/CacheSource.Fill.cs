@@ -1,4 +1,3 @@
-using System.Buffers;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
@@ -129,40 +128,37 @@ public sealed partial class CacheSource
 
     /// <summary>Sends bytes of one version of a file straight from the upstream, for readers of a fill that could
     /// not be kept. A different version at the upstream cuts the response (the reader's digest check would fail).</summary>
-    private async ValueTask RelayRangeAsync(SafeName name, FileMetadata file, long offset, long length, IBodySink sink,
+    private async ValueTask<CopyOutcome> RelayRangeAsync(SafeName name, FileMetadata file, long offset, long length, IBodySink sink,
         CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _counters.UpstreamFetches);
-        var client = await _upstream.RentAsync(cancellationToken);
+        FileClient? client = null;
         try
         {
+            client = await _upstream.RentAsync(cancellationToken);
             await using var response = await client.GetAsync(
                 new GetRequest(name.Value, (ulong)offset, (ulong)length, file.Version), cancellationToken);
             if (!response.Head.IsOk)
             {
-                throw new IOException($"continuing '{name}' from the upstream failed: {response.Head.Status}: {response.Head.Message}");
+                return CopyOutcome.UpstreamFailed(new IOException(
+                    $"continuing '{name}' from the upstream failed: {response.Head.Status}: {response.Head.Message}"));
             }
-            var buffer = ArrayPool<byte>.Shared.Rent(BodyCopier.BlockBytes);
-            try
-            {
-                int read;
-                while ((read = await response.ReadAsync(buffer, cancellationToken)) > 0)
-                {
-                    await sink.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-                }
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
+            return await BodyCopy.CopyAsync(response.ReadAsync, sink, cancellationToken);
+        }
+        catch (OperationCanceledException e)
+        {
+            return new CopyOutcome(CopyResult.Canceled, e);
         }
         catch (UpstreamException e)
         {
-            throw new IOException($"continuing '{name}' from the upstream failed: {e.Message}", e);
+            return CopyOutcome.UpstreamFailed(new IOException($"continuing '{name}' from the upstream failed: {e.Message}", e));
         }
         finally
         {
-            await _upstream.ReturnAsync(client);
+            if (client is not null)
+            {
+                await _upstream.ReturnAsync(client);
+            }
         }
     }
 
@@ -215,17 +211,16 @@ public sealed partial class CacheSource
                 var handle = fill.CreateFile();
                 fill.Started(head);
                 using var hash = new ContentHasher();
-                long copied;
-                try
+                var (copied, outcome) = await BodyCopier.TryCopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
+                switch (outcome.Result)
                 {
-                    copied = await BodyCopier.CopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
-                }
-                catch (IOException e)
-                {
-                    // Only the file write throws IOException here (the upstream's failures are UpstreamExceptions): the
-                    // disk filled or failed, the upstream did not. Readers finish from the upstream, uncached.
-                    Abandon(fill, e);
-                    return;
+                    case CopyResult.DownstreamWriteFailed:
+                        // The disk filled or failed, the upstream did not: readers finish from the upstream, uncached.
+                        Abandon(fill, outcome.Error!);
+                        return;
+                    case CopyResult.UpstreamReadFailed or CopyResult.Canceled:
+                        FailFromUpstream(fill, outcome.Error!);
+                        return;
                 }
                 Interlocked.Add(ref _counters.BytesFetched, copied);
                 await _upstream.ReturnAsync(client);
@@ -265,12 +260,7 @@ public sealed partial class CacheSource
         }
         catch (Exception e) when (e is UpstreamException or MultipathException or IOException or UnauthorizedAccessException or OperationCanceledException)
         {
-            Interlocked.Increment(ref _counters.UpstreamFailures);
-            var reason = e is OperationCanceledException ? "proxy is shutting down" : e.Message;
-            _log.Warning("Fetching {Name} from the origin failed: {Reason}", fill.Name, reason);
-            var upstream = e is UpstreamException or MultipathException or OperationCanceledException;
-            Retire(fill).Fail(ResponseHead.Error(upstream ? StatusCode.UpstreamUnavailable : StatusCode.InternalError,
-                upstream ? $"origin fetch failed: {reason}" : "proxy cannot store the file; see its log"));
+            FailFromUpstream(fill, e);
         }
         catch (Exception e)
         {
@@ -285,6 +275,17 @@ public sealed partial class CacheSource
             }
             Retire(fill).EndRun();
         }
+    }
+
+    /// <summary>Ends a fill that failed, with one Warning for the fill (its readers only see their responses cut).</summary>
+    private void FailFromUpstream(Fill fill, Exception e)
+    {
+        Interlocked.Increment(ref _counters.UpstreamFailures);
+        var reason = e is OperationCanceledException ? "proxy is shutting down" : e.Message;
+        _log.Warning("Fetching {Name} from the origin failed: {Reason}", fill.Name, reason);
+        var upstream = e is UpstreamException or MultipathException or OperationCanceledException;
+        Retire(fill).Fail(ResponseHead.Error(upstream ? StatusCode.UpstreamUnavailable : StatusCode.InternalError,
+            upstream ? $"origin fetch failed: {reason}" : "proxy cannot store the file; see its log"));
     }
 
     /// <summary>The disk failed under a running fill, not the upstream: the cache gives up its copy, and readers

@@ -232,7 +232,7 @@ public sealed partial class ProtocolServer
             {
                 try
                 {
-                    await SendResponseAsync(request.Opcode, head, body);
+                    cut = Cut(await SendResponseAsync(request.Opcode, head, body), request.Opcode, name);
                 }
                 catch (BodyUnavailableException)
                 {
@@ -245,14 +245,9 @@ public sealed partial class ProtocolServer
                     _log.Debug("Response cut by the stop: {Reason}", e.Message);
                     cut = "cut by the drain timeout";
                 }
-                catch (BodySourceFailedException e)
-                {
-                    cut = $"the source failed: {e.Message}";
-                }
                 catch (Exception e) when (IsDisconnect(e))
                 {
-                    _log.Debug("Peer went away during the response: {Reason}", e.Message);
-                    cut = "peer went away";
+                    cut = Cut(CopyOutcome.DownstreamFailed(e), request.Opcode, name);
                 }
                 catch (Exception e)
                 {
@@ -303,7 +298,43 @@ public sealed partial class ProtocolServer
             return true;
         }
 
-        private async ValueTask<long> SendResponseAsync(Opcode opcode, ResponseHead head, IResponseBody? body)
+        /// <summary>
+        /// What a copy's outcome means for the response: null when it is whole, else why it was cut. Logged once,
+        /// by the side that failed: a peer that left (reset, aborted, shut down or broken pipe) is a Debug line; a
+        /// source whose failure was logged where it happened adds nothing; any other failure is one Warning with its
+        /// reason, no stack trace (the head is out, so closing is all that is left to tell the peer).
+        /// </summary>
+        private string? Cut(CopyOutcome outcome, Opcode opcode, string? name)
+        {
+            switch (outcome.Result)
+            {
+                case CopyResult.Success:
+                    return null;
+                case CopyResult.Canceled when Abort.IsCancellationRequested:
+                    _log.Debug("Response cut by the stop: {Reason}", outcome.Reason);
+                    return "cut by the drain timeout";
+                case CopyResult.Canceled:
+                    _log.Debug("Response canceled: {Reason}", outcome.Reason);
+                    return "canceled";
+                case CopyResult.DownstreamWriteFailed when Abort.IsCancellationRequested:
+                    _log.Debug("Response cut by the stop: {Reason}", outcome.Reason);
+                    return "cut by the drain timeout";
+                case CopyResult.DownstreamWriteFailed when Disconnects.IsPeerGone(outcome.Error):
+                    _log.Debug("Peer went away during the response: {Reason}", outcome.Reason);
+                    return "peer went away";
+                case CopyResult.DownstreamWriteFailed:
+                    _log.Warning("{Opcode} {Name}: sending the body failed: {Reason}; closing", opcode, name, outcome.Reason);
+                    return $"sending failed: {outcome.Reason}";
+                default:
+                    if (outcome.Error is not BodySourceFailedException)
+                    {
+                        _log.Warning("{Opcode} {Name}: the body's source failed part way: {Reason}; closing", opcode, name, outcome.Reason);
+                    }
+                    return $"the source failed: {outcome.Reason}";
+            }
+        }
+
+        private async ValueTask<CopyOutcome> SendResponseAsync(Opcode opcode, ResponseHead head, IResponseBody? body)
         {
             if (opcode == Opcode.Stats)
             {
@@ -313,7 +344,7 @@ public sealed partial class ProtocolServer
                     var length = WireCodec.EncodeResponse(opcode, head, frame);
                     _headBytes = length;
                     await _sender.SendAsync(frame.AsMemory(0, length), Abort);
-                    return 0;
+                    return CopyOutcome.Success;
                 }
                 finally
                 {
@@ -326,7 +357,7 @@ public sealed partial class ProtocolServer
             if (body is null || body.Length == 0)
             {
                 await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength), Abort);
-                return 0;
+                return CopyOutcome.Success;
             }
             bool small;
             try
@@ -342,11 +373,10 @@ public sealed partial class ProtocolServer
             if (small)
             {
                 await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength + (int)body.Length), Abort);
-                return body.Length;
+                return CopyOutcome.Success;
             }
             await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength), Abort);
-            await body.SendAsync(this, Abort);
-            return body.Length;
+            return await body.SendAsync(this, Abort);
         }
 
         /// <summary>

@@ -36,7 +36,7 @@ internal sealed class GrowingFileBody : IResponseBody
     public bool TryCopyTo(Span<byte> destination) =>
         _fill.State == FillState.Complete && new FileRegionBody(_file, _offset, Length).TryCopyTo(destination);
 
-    public async ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken)
+    public async ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken)
     {
         var position = _offset;
         var end = _offset + Length;
@@ -47,25 +47,37 @@ internal sealed class GrowingFileBody : IResponseBody
             if (state == FillState.Failed)
             {
                 // The fill logged its failure once; this reader's response is cut, which is how its client hears it.
-                throw new BodySourceFailedException($"upstream fetch failed after {written} bytes: {_fill.FailureReason}");
+                return CopyOutcome.UpstreamFailed(
+                    new BodySourceFailedException($"upstream fetch failed after {written} bytes: {_fill.FailureReason}"));
             }
             if (state == FillState.Abandoned && position >= written)
             {
                 // The cache gave up on keeping the file, not on the file: the rest comes straight from the upstream.
-                await _continue(position, end - position, sink, cancellationToken);
-                return;
+                return await _continue(position, end - position, sink, cancellationToken);
             }
             var sendable = state == FillState.Complete ? end
                 : state == FillState.Abandoned ? Math.Min(written, end)
                 : Math.Min(written, Math.Min(end, _holdFrom));
             if (sendable > position)
             {
-                await sink.SendFileAsync(_file, position, sendable - position, cancellationToken);
+                var sent = await BodyCopy.SendFileAsync(sink, _file, position, sendable - position, cancellationToken);
+                if (!sent.IsSuccess)
+                {
+                    return sent;
+                }
                 position = sendable;
                 continue;
             }
-            await _fill.WaitForChangeAsync(written, state, cancellationToken);
+            try
+            {
+                await _fill.WaitForChangeAsync(written, state, cancellationToken);
+            }
+            catch (OperationCanceledException e)
+            {
+                return new CopyOutcome(CopyResult.Canceled, e);
+            }
         }
+        return CopyOutcome.Success;
     }
 
     public ValueTask DisposeAsync()
@@ -79,7 +91,7 @@ internal sealed class GrowingFileBody : IResponseBody
 }
 
 /// <summary>Sends bytes [offset, offset + length) of a fill's file, fetched from the upstream for the same version.</summary>
-internal delegate ValueTask ContinueFromUpstream(long offset, long length, IBodySink sink, CancellationToken cancellationToken);
+internal delegate ValueTask<CopyOutcome> ContinueFromUpstream(long offset, long length, IBodySink sink, CancellationToken cancellationToken);
 
 /// <summary>A committed entry's file region; lets the cache know when the entry is no longer being read.</summary>
 internal sealed class CachedFileBody : IResponseBody
@@ -98,7 +110,7 @@ internal sealed class CachedFileBody : IResponseBody
 
     public bool TryCopyTo(Span<byte> destination) => _region.TryCopyTo(destination);
 
-    public ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken) => _region.SendAsync(sink, cancellationToken);
+    public ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken) => _region.SendAsync(sink, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
@@ -129,22 +141,8 @@ internal sealed class UpstreamStreamBody : IResponseBody
 
     public bool TryCopyTo(Span<byte> destination) => false;
 
-    public async ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken)
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(BodyCopier.BlockBytes);
-        try
-        {
-            int read;
-            while ((read = await _response.ReadAsync(buffer, cancellationToken)) > 0)
-            {
-                await sink.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
+    public ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
+        BodyCopy.CopyAsync(_response.ReadAsync, sink, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
@@ -181,7 +179,8 @@ internal sealed class MemoryBody : IResponseBody, IDisposable
         return true;
     }
 
-    public ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken) => sink.WriteAsync(Memory, cancellationToken);
+    public ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
+        BodyCopy.WriteAsync(sink, Memory, cancellationToken);
 
     public void Dispose()
     {
