@@ -61,7 +61,7 @@ public sealed partial class CacheSource
                 {
                     Interlocked.Increment(ref _counters.PassThrough);
                     return new SourceResult(offered.Response.Head with { Source = ResponseSource.PassThrough },
-                        new UpstreamStreamBody(_upstream, offered.Client, offered.Response));
+                        new UpstreamStreamBody(_upstream, offered.Client, offered.Response, offered.Slot));
                 }
                 return await PassThroughAsync(fill.Name, request, cancellationToken);
             }
@@ -104,6 +104,7 @@ public sealed partial class CacheSource
         Interlocked.Increment(ref _counters.PassThrough);
         Interlocked.Increment(ref _counters.UpstreamFetches);
         FileClient? client = null;
+        var slot = await UpstreamSlotAsync(cancellationToken);
         try
         {
             client = await _upstream.RentAsync(cancellationToken);
@@ -111,18 +112,24 @@ public sealed partial class CacheSource
             if (!response.Head.IsOk)
             {
                 await _upstream.ReturnAsync(client);
+                slot.Release();
                 return Relay(response.Head);
             }
             var head = response.Head with { Source = ResponseSource.PassThrough };
-            return new SourceResult(head, new UpstreamStreamBody(_upstream, client, response));
+            return new SourceResult(head, new UpstreamStreamBody(_upstream, client, response, slot));
         }
-        catch (UpstreamException e)
+        catch (Exception e) when (e is UpstreamException or OperationCanceledException)
         {
+            slot.Release();
             if (client is not null)
             {
                 await client.DisposeAsync();
             }
-            return Unreachable(name, e);
+            if (e is OperationCanceledException)
+            {
+                throw;
+            }
+            return Unreachable(name, (UpstreamException)e);
         }
     }
 
@@ -133,8 +140,10 @@ public sealed partial class CacheSource
     {
         Interlocked.Increment(ref _counters.UpstreamFetches);
         FileClient? client = null;
+        UpstreamSlot? slot = null;
         try
         {
+            slot = await UpstreamSlotAsync(cancellationToken);
             client = await _upstream.RentAsync(cancellationToken);
             await using var response = await client.GetAsync(
                 new GetRequest(name.Value, (ulong)offset, (ulong)length, file.Version), cancellationToken);
@@ -159,8 +168,14 @@ public sealed partial class CacheSource
             {
                 await _upstream.ReturnAsync(client);
             }
+            slot?.Release();
         }
     }
+
+    /// <summary>Waits for one of the upstream slots (<c>--max-fills</c>) for work outside a fill: a pass-through, a
+    /// revalidation, a STAT, a reader continuing from the upstream. Beyond the bound, requests queue.</summary>
+    private ValueTask<UpstreamSlot> UpstreamSlotAsync(CancellationToken cancellationToken) =>
+        UpstreamSlot.AcquireAsync(_fillSlots, () => Interlocked.Increment(ref _counters.UpstreamQueued), cancellationToken);
 
     /// <summary>Fetches a whole file from the upstream into the fill's temporary file, verifies its length and
     /// digest, and commits it. Whatever happens, the fill leaves the index, ends once and logs once: its readers

@@ -24,6 +24,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
     private readonly HashSet<Task> _runningFills = [];
     private readonly CancellationTokenSource _shutdown = new();
     private readonly CounterSet _counters = new();
+    /// <summary>The upstream slots (<c>--max-fills</c>): every request's upstream connection holds one.</summary>
     private readonly SemaphoreSlim _fillSlots;
 
     /// <summary>Ranges up to this size are read into memory and leave in one packet with their head.</summary>
@@ -101,6 +102,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         {
             return new ResponseHead(StatusCode.Ok, "") { File = entry.File!, Source = stale ? ResponseSource.StaleHit : ResponseSource.CacheHit };
         }
+        var slot = await UpstreamSlotAsync(cancellationToken);
         try
         {
             var head = await _upstream.RunAsync(client => client.StatAsync(name.Value, cancellationToken), cancellationToken);
@@ -109,6 +111,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         catch (UpstreamException e)
         {
             return Unreachable(name, e);
+        }
+        finally
+        {
+            slot.Release();
         }
     }
 
@@ -217,8 +223,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         await Task.Yield();
         Interlocked.Increment(ref _counters.Revalidations);
         Revalidation result;
+        UpstreamSlot? slot = null;
         try
         {
+            slot = await UpstreamSlotAsync(_shutdown.Token);
             var head = await _upstream.RunAsync(client => client.StatAsync(entry.Name!.Value, _shutdown.Token), _shutdown.Token);
             result = head.Status switch
             {
@@ -234,6 +242,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         catch (Exception e) when (e is UpstreamException or OperationCanceledException)
         {
             result = new Revalidation(RevalidationOutcome.Unreachable, Reason: e.Message);
+        }
+        finally
+        {
+            slot?.Release();
         }
         var drop = false;
         lock (_lock)

@@ -39,7 +39,7 @@ var listening = new ListeningOptions();
 var upstreamMptcp = new Option<bool>("--upstream-mptcp") { Description = "Connect to the origin with a Linux MPTCP socket" };
 var maxFills = new Option<int>("--max-fills")
 {
-    Description = "Upstream fetches run at once; more wait their turn holding no buffer, file or connection",
+    Description = "Upstream connections busy at once (fills, pass-through relays, revalidations, STATs); more wait their turn holding no buffer, file or connection",
     DefaultValueFactory = _ => new CacheOptions { Directory = "" }.MaxConcurrentFills,
 };
 var upstreamTls = SecurityOptions.Tls("--upstream-tls", "Connect to the origin with TLS (system trust store, or --upstream-tls-ca)");

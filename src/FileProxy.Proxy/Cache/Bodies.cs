@@ -122,19 +122,22 @@ internal sealed class CachedFileBody : IResponseBody
     }
 }
 
-/// <summary>An upstream body relayed as it arrives, for files too large to cache.</summary>
+/// <summary>An upstream body relayed as it arrives, for files too large to cache; gives back its connection and
+/// its upstream slot when done.</summary>
 internal sealed class UpstreamStreamBody : IResponseBody
 {
     private readonly FileClientPool _pool;
     private readonly FileClient _client;
     private readonly GetResponse _response;
+    private readonly UpstreamSlot? _slot;
     private int _disposed;
 
-    public UpstreamStreamBody(FileClientPool pool, FileClient client, GetResponse response)
+    public UpstreamStreamBody(FileClientPool pool, FileClient client, GetResponse response, UpstreamSlot? slot)
     {
         _pool = pool;
         _client = client;
         _response = response;
+        _slot = slot;
     }
 
     public long Length => _response.Head.Length;
@@ -150,6 +153,7 @@ internal sealed class UpstreamStreamBody : IResponseBody
         {
             await _response.DisposeAsync();
             await _pool.ReturnAsync(_client);
+            _slot?.Release();
         }
     }
 }

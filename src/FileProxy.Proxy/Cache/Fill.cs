@@ -27,7 +27,7 @@ internal sealed class Fill
     private volatile FillState _state;
     private Offer? _offered;
     private FileStream? _file;
-    private SemaphoreSlim? _slot;
+    private UpstreamSlot? _slot;
     private bool _committed;
     private int _ran;
 
@@ -68,17 +68,11 @@ internal sealed class Fill
 
     public string FailureReason { get; private set; } = "";
 
-    /// <summary>Waits for one of the cache's fill slots; the fill holds it until <see cref="EndRun"/>.
-    /// <paramref name="queued"/> runs first when none is free.</summary>
-    public async ValueTask AcquireSlotAsync(SemaphoreSlim slots, Action queued, CancellationToken cancellationToken)
-    {
-        if (!slots.Wait(0, CancellationToken.None))
-        {
-            queued();
-            await slots.WaitAsync(cancellationToken);
-        }
-        _slot = slots;
-    }
+    /// <summary>Waits for one of the cache's upstream slots; the fill holds it until <see cref="EndRun"/>, or hands
+    /// it on with its upstream connection to a pass-through reader. <paramref name="queued"/> runs first when none
+    /// is free.</summary>
+    public async ValueTask AcquireSlotAsync(SemaphoreSlim slots, Action queued, CancellationToken cancellationToken) =>
+        _slot = await UpstreamSlot.AcquireAsync(slots, queued, cancellationToken);
 
     /// <summary>Counts <paramref name="bytes"/> of disk as this fill's. Under the cache's lock.</summary>
     public void Reserve(long bytes) => Reserved = bytes;
@@ -118,10 +112,11 @@ internal sealed class Fill
     }
 
     /// <summary>Like <see cref="PassThrough(ResponseHead)"/>, offering the whole-file answer already open to the
-    /// first reader that wants the whole file, so a file that does not fit costs one upstream GET, not two.</summary>
+    /// first reader that wants the whole file, so a file that does not fit costs one upstream GET, not two. The
+    /// connection keeps the fill's upstream slot until the reader is done with it.</summary>
     public void PassThrough(ResponseHead head, FileClient client, GetResponse response)
     {
-        _offered = new Offer(client, response);
+        _offered = new Offer(client, response, Interlocked.Exchange(ref _slot, null));
         PassThrough(head);
     }
 
@@ -184,6 +179,7 @@ internal sealed class Fill
             if (TakeOffered() is { } unclaimed)
             {
                 _ = unclaimed.Client.DisposeAsync().AsTask(); // completes at once: it closes the socket
+                unclaimed.Slot?.Release();
             }
         }
     }
@@ -196,7 +192,7 @@ internal sealed class Fill
         {
             return;
         }
-        _slot?.Release();
+        Interlocked.Exchange(ref _slot, null)?.Release();
         if (!_committed)
         {
             System.IO.File.Delete(TempPath);
@@ -212,8 +208,9 @@ internal sealed class Fill
     }
 }
 
-/// <summary>An upstream connection with a whole-file answer on it, waiting for a reader to take it.</summary>
-internal sealed record Offer(FileClient Client, GetResponse Response);
+/// <summary>An upstream connection with a whole-file answer on it (and the upstream slot it holds), waiting for a
+/// reader to take it.</summary>
+internal sealed record Offer(FileClient Client, GetResponse Response, UpstreamSlot? Slot);
 
 internal enum FillState
 {

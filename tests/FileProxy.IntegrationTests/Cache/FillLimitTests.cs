@@ -38,6 +38,36 @@ public sealed class FillLimitTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Pass_through_relays_hold_upstream_slots_and_beyond_the_cap_wait_their_turn()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var gate = new OriginGate(holdAfter: 100_000);
+        await using var cluster = await Cluster.StartAsync(output, options => options with { MaxConcurrentFills = 2, MaxBytes = 10_000 }, gate.Wrap);
+        var content = Fetch.RandomBytes(300_000, seed: 97);
+        cluster.Root.Write("big.bin", content);
+
+        var fetches = Enumerable.Range(0, 3).Select(async _ =>
+        {
+            await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+            return await Fetch.GetAsync(client, "big.bin", deadline.Token);
+        }).ToArray();
+        await Poll.UntilAsync(async () =>
+        {
+            var stats = await cluster.ProxyStatsAsync(deadline.Token);
+            return gate.Held == 2 && stats["upstream_queued"] + stats["fills_queued"] == 1;
+        }, "2 relays run (stalled at the origin) and the third waits for a slot", deadline.Token);
+
+        gate.Gets.Should().Be(2, "a relay beyond --max-fills waits before it connects to the origin");
+        gate.Open();
+        foreach (var result in await Task.WhenAll(fetches))
+        {
+            result.Head.Source.Should().Be(ResponseSource.PassThrough);
+            result.Body.Should().Equal(content);
+        }
+        gate.Gets.Should().Be(3);
+    }
+
+    [Fact]
     public async Task A_file_larger_than_the_cache_costs_one_upstream_get()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
