@@ -223,7 +223,12 @@ public sealed partial class CacheSource
                 }
                 MakeRoom(0); // this fill's size is in the reservations already
 
-                var handle = fill.CreateFile();
+                if (TryCreateFile(fill, preallocate: 0) is not { } handle)
+                {
+                    Retire(fill).PassThrough(head, client, response);
+                    client = null; // the fill owns it now, until a reader takes it
+                    return;
+                }
                 fill.Started(head);
                 using var hash = new ContentHasher();
                 var (copied, outcome) = await BodyCopier.TryCopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
