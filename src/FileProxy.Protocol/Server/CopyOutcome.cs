@@ -73,8 +73,8 @@ public static class BodyCopy
     }
 
     /// <summary>Copies everything <paramref name="read"/> yields (until it returns 0) into <paramref name="sink"/>
-    /// through one pooled buffer; a failure of <paramref name="read"/> is the upstream's, of the sink the
-    /// downstream's. Any exception of the source counts as its failure (its types are its own).</summary>
+    /// through one pooled buffer; an I/O failure of <paramref name="read"/> is the upstream's, of the sink the
+    /// downstream's. Anything else is a bug and is thrown.</summary>
     public static async ValueTask<CopyOutcome> CopyAsync(Func<Memory<byte>, CancellationToken, ValueTask<int>> read, IBodySink sink,
         CancellationToken cancellationToken)
     {
@@ -88,7 +88,8 @@ public static class BodyCopy
                 {
                     count = await read(buffer, cancellationToken);
                 }
-                catch (Exception e) when (e is not OutOfMemoryException)
+                catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException
+                    or Client.UpstreamException or Wire.ProtocolException)
                 {
                     return CopyOutcome.UpstreamFailed(e);
                 }
