@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Net;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 using FileProxy.Protocol.Server;
 using FileProxy.Proxy;
 using FileProxy.Proxy.Cache;
