@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Protocol;
 
 namespace FileProxy.Bench;
 

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using FileProxy.Bench;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 
 var root = new RootCommand("FileProxy benchmark tool: load generators, a throttling relay and the report for bench/run.sh.")
 {

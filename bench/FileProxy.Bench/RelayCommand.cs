@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 
 namespace FileProxy.Bench;
 

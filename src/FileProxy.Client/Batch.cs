@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 using Serilog;
 
 namespace FileProxy.Client;

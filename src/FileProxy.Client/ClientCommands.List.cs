@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 using FileProxy.Protocol.Wire;
 
 namespace FileProxy.Client;

@@ -5,7 +5,7 @@ using System.Text.Json;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 using FileProxy.Protocol.Tier;
 using FileProxy.Protocol.Wire;
 using Serilog;

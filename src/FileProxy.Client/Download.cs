@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 using FileProxy.Protocol.Wire;
 using Microsoft.Win32.SafeHandles;
 

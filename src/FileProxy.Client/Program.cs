@@ -1,5 +1,5 @@
 using FileProxy.Client;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 
 var command = ClientCommands.Build();
 return await CommandLine.RunAsync(command, args);

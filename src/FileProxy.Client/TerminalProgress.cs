@@ -1,4 +1,4 @@
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 using FileProxy.Protocol.Wire;
 using Spectre.Console;
 

@@ -1,12 +1,9 @@
-using System.Buffers;
-using System.Security.Cryptography;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Wire;
 using FileProxy.Proxy.Cache;
-using Microsoft.Win32.SafeHandles;
 
 namespace FileProxy.Proxy;
 
@@ -34,7 +31,7 @@ public sealed partial class CacheSource
                 Interlocked.Increment(ref _counters.Coalesced);
                 return (running, false, false);
             }
-            var fill = new Fill(name, key) { MayForward = MayForward(name, forwarded) };
+            var fill = new Fill(name, key, _store.NewTempPath(key)) { MayForward = MayForward(name, forwarded) };
             fill.Pin();
             _fills[name.Value] = fill;
             Interlocked.Increment(ref _counters.Misses);
@@ -70,7 +67,7 @@ public sealed partial class CacheSource
                 {
                     Interlocked.Increment(ref _counters.PassThrough);
                     return new SourceResult(offered.Response.Head with { Source = ResponseSource.PassThrough },
-                        new UpstreamStreamBody(_upstream, offered.Client, offered.Response));
+                        new UpstreamStreamBody(_upstream, offered.Client, offered.Response, offered.Slot));
                 }
                 return await PassThroughAsync(fill.Name, request, fill.MayForward, cancellationToken);
             }
@@ -83,14 +80,11 @@ public sealed partial class CacheSource
             {
                 return ByteRange.NotSatisfiable(request.Offset, file.Size);
             }
-            // Our own descriptor on the fill's file: it follows the file through its rename into the cache.
-            var reader = new FileStream($"/proc/self/fd/{fill.Handle!.DangerousGetHandle()}", FileMode.Open, FileAccess.Read,
-                FileShare.ReadWrite | FileShare.Delete, bufferSize: 0, FileOptions.Asynchronous);
             // A request that pins a version belongs to a resume or a multipath transfer, whose client checks the whole
             // file's digest: it gets its range as written and waits only for the file's last byte. Any other request
             // gets its own last byte only once the whole file is verified.
             var holdFrom = request.IfVersion.Length > 0 ? file.Size - 1 : range.Offset + range.Length - 1;
-            body = new GrowingFileBody(fill, reader, range.Offset, range.Length, holdFrom,
+            body = new GrowingFileBody(fill, range.Offset, range.Length, holdFrom,
                 (offset, length, sink, token) => RelayRangeAsync(fill.Name, file, offset, length, sink, token));
             var head = new ResponseHead(StatusCode.Ok, "")
             {
@@ -118,6 +112,7 @@ public sealed partial class CacheSource
         Interlocked.Increment(ref _counters.PassThrough);
         Interlocked.Increment(ref _counters.UpstreamFetches);
         FileClient? client = null;
+        var slot = await UpstreamSlotAsync(cancellationToken);
         try
         {
             GetResponse response;
@@ -140,90 +135,93 @@ public sealed partial class CacheSource
             if (!response.Head.IsOk)
             {
                 await _upstream.ReturnAsync(client);
+                slot.Release();
                 return Relay(response.Head);
             }
             var head = response.Head with { Source = ResponseSource.PassThrough };
-            return new SourceResult(head, new UpstreamStreamBody(_upstream, client, response));
+            return new SourceResult(head, new UpstreamStreamBody(_upstream, client, response, slot));
         }
-        catch (UpstreamException e)
+        catch (Exception e) when (e is UpstreamException or OperationCanceledException)
         {
+            slot.Release();
             if (client is not null)
             {
                 await client.DisposeAsync();
             }
-            return Unreachable(name, e);
+            if (e is OperationCanceledException)
+            {
+                throw;
+            }
+            return Unreachable(name, (UpstreamException)e);
         }
     }
 
     /// <summary>Sends bytes of one version of a file straight from the upstream, for readers of a fill that could
     /// not be kept. A different version at the upstream cuts the response (the reader's digest check would fail).</summary>
-    private async ValueTask RelayRangeAsync(SafeName name, FileMetadata file, long offset, long length, IBodySink sink,
+    private async ValueTask<CopyOutcome> RelayRangeAsync(SafeName name, FileMetadata file, long offset, long length, IBodySink sink,
         CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _counters.UpstreamFetches);
-        var client = await _upstream.RentAsync(cancellationToken);
+        FileClient? client = null;
+        UpstreamSlot? slot = null;
         try
         {
+            slot = await UpstreamSlotAsync(cancellationToken);
+            client = await _upstream.RentAsync(cancellationToken);
             await using var response = await client.GetAsync(
                 new GetRequest(name.Value, (ulong)offset, (ulong)length, file.Version), cancellationToken);
             if (!response.Head.IsOk)
             {
-                throw new IOException($"continuing '{name}' from the upstream failed: {response.Head.Status}: {response.Head.Message}");
+                return CopyOutcome.UpstreamFailed(new IOException(
+                    $"continuing '{name}' from the upstream failed: {response.Head.Status}: {response.Head.Message}"));
             }
-            var buffer = ArrayPool<byte>.Shared.Rent(BodyCopier.BlockBytes);
-            try
-            {
-                int read;
-                while ((read = await response.ReadAsync(buffer, cancellationToken)) > 0)
-                {
-                    await sink.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-                }
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
+            return await BodyCopy.CopyAsync(response.ReadAsync, sink, cancellationToken);
+        }
+        catch (OperationCanceledException e)
+        {
+            return new CopyOutcome(CopyResult.Canceled, e);
         }
         catch (UpstreamException e)
         {
-            throw new IOException($"continuing '{name}' from the upstream failed: {e.Message}", e);
+            return CopyOutcome.UpstreamFailed(new IOException($"continuing '{name}' from the upstream failed: {e.Message}", e));
         }
         finally
         {
-            await _upstream.ReturnAsync(client);
+            if (client is not null)
+            {
+                await _upstream.ReturnAsync(client);
+            }
+            slot?.Release();
         }
     }
 
-    /// <summary>Fetches a whole file from the upstream into a temporary file, verifies its length and digest, and
-    /// commits it. Whatever happens, the fill leaves the index and the temporary file is gone or committed.</summary>
+    /// <summary>Waits for one of the upstream slots (<c>--max-fills</c>) for work outside a fill: a pass-through, a
+    /// revalidation, a STAT, a reader continuing from the upstream. Beyond the bound, requests queue.</summary>
+    private ValueTask<UpstreamSlot> UpstreamSlotAsync(CancellationToken cancellationToken) =>
+        UpstreamSlot.AcquireAsync(_fillSlots, () => Interlocked.Increment(ref _counters.UpstreamQueued), cancellationToken);
+
+    /// <summary>Fetches a whole file from the upstream into the fill's temporary file, verifies its length and
+    /// digest, and commits it. Whatever happens, the fill leaves the index, ends once and logs once: its readers
+    /// hear the outcome from the fill, not from a log line each.</summary>
     private async Task RunFillAsync(Fill fill)
     {
         await Task.Yield();
         var token = _shutdown.Token;
-        var tempPath = _store.NewTempPath(fill.Key);
         FileClient? client = null;
-        var committed = false;
-        var slot = false;
         try
         {
             // At most MaxConcurrentFills fetches run at once; the rest wait here holding no file, buffer or socket.
-            if (!_fillSlots.Wait(0))
-            {
-                Interlocked.Increment(ref _counters.FillsQueued);
-                await _fillSlots.WaitAsync(token);
-            }
-            slot = true;
+            await fill.AcquireSlotAsync(_fillSlots, () => Interlocked.Increment(ref _counters.FillsQueued), token);
             Interlocked.Increment(ref _counters.UpstreamFetches);
             FileMetadata metadata;
-            SafeFileHandle handle;
             ContentDigest digest;
             if (_options.Multipath is { } multipath)
             {
-                if (await FetchOverPathsAsync(fill, multipath, tempPath, token) is not { } fetched)
+                if (await FetchOverPathsAsync(fill, multipath, token) is not { } fetched)
                 {
                     return;
                 }
-                (metadata, handle, digest) = fetched;
+                (metadata, digest) = fetched;
             }
             else
             {
@@ -248,24 +246,24 @@ public sealed partial class CacheSource
                 }
                 MakeRoom(0); // this fill's size is in the reservations already
 
-                handle = File.OpenHandle(tempPath, FileMode.CreateNew, FileAccess.ReadWrite,
-                    FileShare.ReadWrite | FileShare.Delete, FileOptions.None);
-                fill.Started(handle, head);
-                using var hash = new ContentHasher();
-                long copied;
-                try
+                if (TryCreateFile(fill, preallocate: 0) is not { } handle)
                 {
-                    copied = await BodyCopier.CopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
-                }
-                catch (IOException e)
-                {
-                    // Only the file write throws IOException here (the upstream's failures are UpstreamExceptions): the
-                    // disk filled or failed, the upstream did not. Readers finish from the upstream, uncached.
-                    Interlocked.Increment(ref _counters.FillsAbandoned);
-                    _log.Warning("Writing {Name} to the cache failed after {Bytes} bytes ({Reason}); its readers continue from the origin, uncached",
-                        fill.Name, fill.Written, e.Message);
-                    Retire(fill).Abandon(e.Message);
+                    Retire(fill).PassThrough(head, client, response);
+                    client = null; // the fill owns it now, until a reader takes it
                     return;
+                }
+                fill.Started(head);
+                using var hash = new ContentHasher();
+                var (copied, outcome) = await BodyCopier.TryCopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
+                switch (outcome.Result)
+                {
+                    case CopyResult.DownstreamWriteFailed:
+                        // The disk filled or failed, the upstream did not: readers finish from the upstream, uncached.
+                        Abandon(fill, outcome.Error!);
+                        return;
+                    case CopyResult.UpstreamReadFailed or CopyResult.Canceled:
+                        FailFromUpstream(fill, outcome.Error!);
+                        return;
                 }
                 Interlocked.Add(ref _counters.BytesFetched, copied);
                 await _upstream.ReturnAsync(client);
@@ -283,18 +281,15 @@ public sealed partial class CacheSource
                 Retire(fill).Fail(ResponseHead.Error(StatusCode.UpstreamIntegrityError, "upstream sent bytes that do not match their digest"));
                 return;
             }
+            var committed = false;
             try
             {
-                if (!fill.Purged)
-                {
-                    Commit(fill, tempPath, metadata);
-                    committed = true;
-                }
+                committed = !fill.Purged && Commit(fill, metadata);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                // The bytes are whole and verified, and every reader holds its own descriptor on them: serve them,
-                // keep nothing (Commit rolled its files back).
+                // The bytes are whole and verified, and every reader sends from the fill's descriptor: serve them,
+                // keep nothing (the store rolled its files back).
                 _log.Warning("Committing {Name} to the cache failed ({Reason}); serving it uncached", fill.Name, e.Message);
                 Retire(fill);
             }
@@ -303,17 +298,12 @@ public sealed partial class CacheSource
             {
                 // After the commit, off the readers' path: an entry whose data did not reach the disk before a
                 // power cut fails its digest check when it is first used after the restart, and is dropped.
-                await Task.Run(() => FlushToDisk(handle), CancellationToken.None);
+                await Task.Run(fill.FlushToDisk, CancellationToken.None);
             }
         }
         catch (Exception e) when (e is UpstreamException or MultipathException or IOException or UnauthorizedAccessException or OperationCanceledException)
         {
-            Interlocked.Increment(ref _counters.UpstreamFailures);
-            var reason = e is OperationCanceledException ? "proxy is shutting down" : e.Message;
-            _log.Warning("Fetching {Name} from the origin failed: {Reason}", fill.Name, reason);
-            var upstream = e is UpstreamException or MultipathException or OperationCanceledException;
-            Retire(fill).Fail(ResponseHead.Error(upstream ? StatusCode.UpstreamUnavailable : StatusCode.InternalError,
-                upstream ? $"origin fetch failed: {reason}" : "proxy cannot store the file; see its log"));
+            FailFromUpstream(fill, e);
         }
         catch (Exception e)
         {
@@ -322,21 +312,33 @@ public sealed partial class CacheSource
         }
         finally
         {
-            if (slot)
-            {
-                _fillSlots.Release();
-            }
             if (client is not null)
             {
                 await client.DisposeAsync();
             }
-            Retire(fill);
-            if (!committed)
-            {
-                File.Delete(tempPath);
-            }
-            fill.Unpin();
+            Retire(fill).EndRun();
         }
+    }
+
+    /// <summary>Ends a fill that failed, with one Warning for the fill (its readers only see their responses cut).</summary>
+    private void FailFromUpstream(Fill fill, Exception e)
+    {
+        Interlocked.Increment(ref _counters.UpstreamFailures);
+        var reason = e is OperationCanceledException ? "proxy is shutting down" : e.Message;
+        _log.Warning("Fetching {Name} from the origin failed: {Reason}", fill.Name, reason);
+        var upstream = e is UpstreamException or MultipathException or OperationCanceledException;
+        Retire(fill).Fail(ResponseHead.Error(upstream ? StatusCode.UpstreamUnavailable : StatusCode.InternalError,
+            upstream ? $"origin fetch failed: {reason}" : "proxy cannot store the file; see its log"));
+    }
+
+    /// <summary>The disk failed under a running fill, not the upstream: the cache gives up its copy, and readers
+    /// send what is written and continue from the upstream, uncached.</summary>
+    private void Abandon(Fill fill, Exception e)
+    {
+        Interlocked.Increment(ref _counters.FillsAbandoned);
+        _log.Warning("Writing {Name} to the cache failed after {Bytes} bytes ({Reason}); its readers continue from the origin, uncached",
+            fill.Name, fill.Written, e.Message);
+        Retire(fill).Abandon(e.Message);
     }
 
     /// <summary>Takes a fill out of the index before it announces its end, so no request joins a fill that has
@@ -376,8 +378,9 @@ public sealed partial class CacheSource
         }
     }
 
-    /// <summary>Moves a verified fill into the cache and the index, replacing an older version of the name.</summary>
-    private void Commit(Fill fill, string tempPath, FileMetadata metadata)
+    /// <summary>Moves a verified fill into the cache and the index, replacing an older version of the name. False
+    /// when a purge came first (nothing is kept).</summary>
+    private bool Commit(Fill fill, FileMetadata metadata)
     {
         var record = new EntryRecord(fill.Name.Value, metadata, $"{fill.Key}.{Guid.NewGuid():N}.data",
             DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
@@ -385,7 +388,7 @@ public sealed partial class CacheSource
         CacheEntry entry;
         lock (DiskLock(fill.Key))
         {
-            var dataPath = _store.Commit(fill.Key, tempPath, record);
+            var dataPath = fill.CommitTo(_store, record);
             entry = new CacheEntry(fill.Name, fill.Key, metadata, dataPath, Environment.TickCount64);
             lock (_lock)
             {
@@ -393,7 +396,7 @@ public sealed partial class CacheSource
                 {
                     // Purged between the check before the commit and here: keep nothing after all.
                     _store.Delete(fill.Key, dataPath);
-                    return;
+                    return false;
                 }
                 if (_entries.TryGetValue(fill.Key, out replaced))
                 {
@@ -410,6 +413,7 @@ public sealed partial class CacheSource
             DeleteIfUnread(replaced);
         }
         MakeRoom(0, keep: entry); // never the entry just committed: over the cap only while older ones are read
+        return true;
     }
 
     /// <summary>Evicts least recently used entries nobody is reading until <paramref name="incoming"/> more bytes
@@ -441,12 +445,5 @@ public sealed partial class CacheSource
     }
 
     /// <summary>Disk bytes that running fills still have to write. Under <see cref="_lock"/>.</summary>
-    private long ReservedLocked() => _fills.Values.Sum(f => Math.Max(0, f.Reserved - f.Written));
-
-    private static void FlushToDisk(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
-    {
-        using var stream = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(handle.DangerousGetHandle(), ownsHandle: false),
-            FileAccess.ReadWrite, bufferSize: 0);
-        stream.Flush(flushToDisk: true);
-    }
+    private long ReservedLocked() => _fills.Values.Sum(f => f.Outstanding);
 }

@@ -33,6 +33,7 @@ public sealed partial class CacheSource
                 new("purges", Interlocked.Read(ref _counters.Purges)),
                 new("fills_in_progress", fills),
                 new("fills_queued", Interlocked.Read(ref _counters.FillsQueued)),
+                new("upstream_queued", Interlocked.Read(ref _counters.UpstreamQueued)),
                 new("fills_abandoned", Interlocked.Read(ref _counters.FillsAbandoned)),
                 new("entries", entries),
                 new("bytes_cached", bytesCached),
@@ -93,6 +94,7 @@ public sealed partial class CacheSource
         public long Evictions;
         public long Purges;
         public long FillsQueued;
+        public long UpstreamQueued;
         public long FillsAbandoned;
     }
 }

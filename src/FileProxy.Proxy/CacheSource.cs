@@ -25,6 +25,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
     private readonly HashSet<Task> _runningFills = [];
     private readonly CancellationTokenSource _shutdown = new();
     private readonly CounterSet _counters = new();
+    /// <summary>The upstream slots (<c>--max-fills</c>): every request's upstream connection holds one.</summary>
     private readonly SemaphoreSlim _fillSlots;
 
     /// <summary>Ranges up to this size are read into memory and leave in one packet with their head.</summary>
@@ -117,6 +118,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         {
             return new ResponseHead(StatusCode.Ok, "") { File = entry.File!, Source = stale ? ResponseSource.StaleHit : ResponseSource.CacheHit };
         }
+        var slot = await UpstreamSlotAsync(cancellationToken);
         try
         {
             var head = await RunUpstreamAsync(name, !request.Forwarded, client => client.StatAsync(name.Value, cancellationToken),
@@ -126,6 +128,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         catch (UpstreamException e)
         {
             return Unreachable(name, e);
+        }
+        finally
+        {
+            slot.Release();
         }
     }
 
@@ -261,8 +267,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         await Task.Yield();
         Interlocked.Increment(ref _counters.Revalidations);
         Revalidation result;
+        UpstreamSlot? slot = null;
         try
         {
+            slot = await UpstreamSlotAsync(_shutdown.Token);
             var head = await _upstream.RunAsync(client => client.StatAsync(entry.Name!.Value, _shutdown.Token), _shutdown.Token);
             result = head.Status switch
             {
@@ -278,6 +286,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         catch (Exception e) when (e is UpstreamException or OperationCanceledException)
         {
             result = new Revalidation(RevalidationOutcome.Unreachable, Reason: e.Message);
+        }
+        finally
+        {
+            slot?.Release();
         }
         var drop = false;
         var confirmed = false;

@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Net;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Tier;
 using FileProxy.Proxy;
@@ -41,7 +41,7 @@ var listening = new ListeningOptions();
 var upstreamMptcp = new Option<bool>("--upstream-mptcp") { Description = "Connect to the origin with a Linux MPTCP socket" };
 var maxFills = new Option<int>("--max-fills")
 {
-    Description = "Upstream fetches run at once; more wait their turn holding no buffer, file or connection",
+    Description = "Upstream connections busy at once (fills, pass-through relays, revalidations, STATs); more wait their turn holding no buffer, file or connection",
     DefaultValueFactory = _ => new CacheOptions { Directory = "" }.MaxConcurrentFills,
 };
 var upstreamTls = SecurityOptions.Tls("--upstream-tls", "Connect to the origin with TLS (system trust store, or --upstream-tls-ca)");

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Net;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 using FileProxy.Protocol.Server;
 using FileProxy.Server;
 using Serilog;

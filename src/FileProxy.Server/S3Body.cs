@@ -20,13 +20,27 @@ internal sealed class S3Body(GetObjectResponse response, long length) : IRespons
 
     public bool TryCopyTo(Span<byte> destination) => false;
 
-    public async ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken)
+    public async ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken)
     {
-        var sent = await PumpAsync(response.ResponseStream, Length, sink.WriteAsync, cancellationToken);
-        if (sent != Length)
+        var written = CopyOutcome.Success;
+        long sent;
+        try
         {
-            throw new IOException($"the object store's answer ended after {sent} of {Length} bytes");
+            sent = await PumpAsync(response.ResponseStream, Length, async (data, token) =>
+            {
+                written = await BodyCopy.WriteAsync(sink, data, token);
+                if (!written.IsSuccess)
+                {
+                    throw new OperationCanceledException(); // stops the pump; the outcome says why
+                }
+            }, cancellationToken);
         }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return written.IsSuccess ? CopyOutcome.UpstreamFailed(e) : written;
+        }
+        return sent == Length ? CopyOutcome.Success
+            : CopyOutcome.UpstreamFailed(new IOException($"the object store's answer ended after {sent} of {Length} bytes"));
     }
 
     public ValueTask DisposeAsync()

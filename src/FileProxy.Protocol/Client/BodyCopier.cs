@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Runtime.ExceptionServices;
+using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Wire;
 using Microsoft.Win32.SafeHandles;
 
@@ -26,25 +27,45 @@ public static class BodyCopier
 
     /// <summary>Copies the rest of <paramref name="response"/>'s body to <paramref name="file"/> from
     /// <paramref name="fileOffset"/>, feeding <paramref name="hash"/> in order. <paramref name="written"/> is called
-    /// with the file length written so far, in order, after each slice is in the file.</summary>
+    /// with the file length written so far, in order, after each slice is in the file. Throws what
+    /// <see cref="TryCopyToFileAsync"/> returns as a failure.</summary>
     public static async Task<long> CopyToFileAsync(GetResponse response, SafeFileHandle file, long fileOffset,
         ContentHasher? hash, Action<long>? written, CancellationToken cancellationToken)
+    {
+        var (copied, outcome) = await TryCopyToFileAsync(response, file, fileOffset, hash, written, cancellationToken);
+        if (outcome.Error is { } error)
+        {
+            ExceptionDispatchInfo.Throw(error);
+        }
+        return copied;
+    }
+
+    /// <summary>Like <see cref="CopyToFileAsync"/>, saying how the copy ended instead of throwing: the upstream
+    /// failed (<see cref="UpstreamException"/>), the file could not be written (the disk filled), or it was
+    /// cancelled. Returns the body bytes received.</summary>
+    public static async Task<(long Bytes, CopyOutcome Outcome)> TryCopyToFileAsync(GetResponse response, SafeFileHandle file,
+        long fileOffset, ContentHasher? hash, Action<long>? written, CancellationToken cancellationToken)
     {
         // Slices are rented only once bytes are there to read, and given back whenever the sender goes quiet: a
         // thousand stalled fills hold no buffers, only their sockets.
         var pipe = new Pipeline(file, fileOffset, hash, written);
         long received = 0;
+        var reading = false;
         try
         {
             while (true)
             {
+                reading = true;
                 if (!response.HasBufferedBytes && response.Remaining > 0)
                 {
                     pipe.GiveBackIdle();
                     await response.WaitForBytesAsync(cancellationToken);
                 }
+                reading = false;
                 var slice = await pipe.TakeAsync(cancellationToken);
+                reading = true;
                 var read = await FillAsync(response, slice, cancellationToken);
+                reading = false;
                 if (read == 0)
                 {
                     pipe.Release(slice);
@@ -54,7 +75,12 @@ public static class BodyCopier
                 pipe.Submit(slice, read);
             }
             await pipe.DrainedAsync(cancellationToken);
-            return received;
+            return (received, CopyOutcome.Success);
+        }
+        catch (Exception e) when (e is UpstreamException or IOException or UnauthorizedAccessException or OperationCanceledException)
+        {
+            // The upstream's failures surface while reading; the drainer's (the file's) in the pipeline's calls.
+            return (received, reading && e is not UnauthorizedAccessException ? CopyOutcome.UpstreamFailed(e) : CopyOutcome.DownstreamFailed(e));
         }
         catch (UpstreamException)
         {

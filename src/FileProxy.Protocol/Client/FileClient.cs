@@ -4,7 +4,6 @@ using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
-using FileProxy.Protocol.Hosting;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Transport;
 using FileProxy.Protocol.Wire;

@@ -35,8 +35,8 @@ public sealed class FileRegionBody : IResponseBody
         return true;
     }
 
-    public ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
-        sink.SendFileAsync(_file, _offset, Length, cancellationToken);
+    public ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
+        BodyCopy.SendFileAsync(sink, _file, _offset, Length, cancellationToken);
 
     public ValueTask DisposeAsync() => _file.DisposeAsync();
 

@@ -52,7 +52,8 @@ public interface IResponseBody : IAsyncDisposable
     /// same packet as their head.</summary>
     bool TryCopyTo(Span<byte> destination);
 
-    ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken);
+    /// <summary>Sends the body; how it ended (and which side failed) is the result, not an exception.</summary>
+    ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken);
 }
 
 /// <summary>Where a body goes: a connection's socket.</summary>
@@ -62,4 +63,18 @@ public interface IBodySink
 
     /// <summary>Sends a region of a file without copying it through user space where the platform allows.</summary>
     ValueTask SendFileAsync(FileStream file, long offset, long count, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// The error of a <see cref="CopyResult.UpstreamReadFailed"/> outcome whose cause was logged once where it happened
+/// (a fill shared by many responses): the connection cuts the response, the only way left to tell the peer, and
+/// adds no log line of its own beyond the request's.
+/// </summary>
+public sealed class BodySourceFailedException : IOException
+{
+    public BodySourceFailedException() { }
+
+    public BodySourceFailedException(string message) : base(message) { }
+
+    public BodySourceFailedException(string message, Exception innerException) : base(message, innerException) { }
 }

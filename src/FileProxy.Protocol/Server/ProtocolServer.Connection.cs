@@ -272,7 +272,7 @@ public sealed partial class ProtocolServer
             {
                 try
                 {
-                    await SendResponseAsync(request.Opcode, head, body);
+                    cut = Cut(await SendResponseAsync(request.Opcode, head, body), request.Opcode, name);
                 }
                 catch (BodyUnavailableException)
                 {
@@ -287,8 +287,7 @@ public sealed partial class ProtocolServer
                 }
                 catch (Exception e) when (IsDisconnect(e))
                 {
-                    _log.Debug("Peer went away during the response: {Reason}", e.Message);
-                    cut = "peer went away";
+                    cut = Cut(CopyOutcome.DownstreamFailed(e), request.Opcode, name);
                 }
                 catch (Exception e)
                 {
@@ -343,7 +342,43 @@ public sealed partial class ProtocolServer
             return true;
         }
 
-        private async ValueTask<long> SendResponseAsync(Opcode opcode, ResponseHead head, IResponseBody? body)
+        /// <summary>
+        /// What a copy's outcome means for the response: null when it is whole, else why it was cut. Logged once,
+        /// by the side that failed: a peer that left (reset, aborted, shut down or broken pipe) is a Debug line; a
+        /// source whose failure was logged where it happened adds nothing; any other failure is one Warning with its
+        /// reason, no stack trace (the head is out, so closing is all that is left to tell the peer).
+        /// </summary>
+        private string? Cut(CopyOutcome outcome, Opcode opcode, string? name)
+        {
+            switch (outcome.Result)
+            {
+                case CopyResult.Success:
+                    return null;
+                case CopyResult.Canceled when Abort.IsCancellationRequested:
+                    _log.Debug("Response cut by the stop: {Reason}", outcome.Reason);
+                    return "cut by the drain timeout";
+                case CopyResult.Canceled:
+                    _log.Debug("Response canceled: {Reason}", outcome.Reason);
+                    return "canceled";
+                case CopyResult.DownstreamWriteFailed when Abort.IsCancellationRequested:
+                    _log.Debug("Response cut by the stop: {Reason}", outcome.Reason);
+                    return "cut by the drain timeout";
+                case CopyResult.DownstreamWriteFailed when Disconnects.IsPeerGone(outcome.Error):
+                    _log.Debug("Peer went away during the response: {Reason}", outcome.Reason);
+                    return "peer went away";
+                case CopyResult.DownstreamWriteFailed:
+                    _log.Warning("{Opcode} {Name}: sending the body failed: {Reason}; closing", opcode, name, outcome.Reason);
+                    return $"sending failed: {outcome.Reason}";
+                default:
+                    if (outcome.Error is not BodySourceFailedException)
+                    {
+                        _log.Warning("{Opcode} {Name}: the body's source failed part way: {Reason}; closing", opcode, name, outcome.Reason);
+                    }
+                    return $"the source failed: {outcome.Reason}";
+            }
+        }
+
+        private async ValueTask<CopyOutcome> SendResponseAsync(Opcode opcode, ResponseHead head, IResponseBody? body)
         {
             if (head.IsOk && opcode is Opcode.Stats or Opcode.List) // up to a whole frame: more than the write buffer
             {
@@ -354,7 +389,7 @@ public sealed partial class ProtocolServer
                     _headBytes = length;
                     MarkFirstByte();
                     await _sender.SendAsync(frame.AsMemory(0, length), Abort);
-                    return 0;
+                    return CopyOutcome.Success;
                 }
                 finally
                 {
@@ -368,7 +403,7 @@ public sealed partial class ProtocolServer
             {
                 MarkFirstByte();
                 await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength), Abort);
-                return 0;
+                return CopyOutcome.Success;
             }
             bool small;
             try
@@ -385,11 +420,10 @@ public sealed partial class ProtocolServer
             {
                 MarkFirstByte();
                 await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength + (int)body.Length), Abort);
-                return body.Length;
+                return CopyOutcome.Success;
             }
             await _sender.SendAsync(_writeBuffer.AsMemory(0, headLength), Abort);
-            await body.SendAsync(this, Abort);
-            return body.Length;
+            return await body.SendAsync(this, Abort);
         }
 
         /// <summary>

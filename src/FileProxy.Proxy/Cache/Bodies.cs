@@ -21,10 +21,10 @@ internal sealed class GrowingFileBody : IResponseBody
 
     // holdFrom: bytes from here on are sent only once the fill is verified: the range's last byte normally; the
     // file's last byte for a request that pins a version (its asker checks the whole file's digest).
-    public GrowingFileBody(Fill fill, FileStream file, long offset, long length, long holdFrom, ContinueFromUpstream continueFromUpstream)
+    public GrowingFileBody(Fill fill, long offset, long length, long holdFrom, ContinueFromUpstream continueFromUpstream)
     {
         _fill = fill;
-        _file = file;
+        _file = fill.File; // the fill's, lent for as long as this body holds its pin
         _offset = offset;
         _holdFrom = holdFrom;
         Length = length;
@@ -36,7 +36,7 @@ internal sealed class GrowingFileBody : IResponseBody
     public bool TryCopyTo(Span<byte> destination) =>
         _fill.State == FillState.Complete && new FileRegionBody(_file, _offset, Length).TryCopyTo(destination);
 
-    public async ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken)
+    public async ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken)
     {
         var position = _offset;
         var end = _offset + Length;
@@ -46,39 +46,52 @@ internal sealed class GrowingFileBody : IResponseBody
             var written = _fill.Written;
             if (state == FillState.Failed)
             {
-                throw new IOException($"upstream fetch failed after {written} bytes: {_fill.FailureReason}");
+                // The fill logged its failure once; this reader's response is cut, which is how its client hears it.
+                return CopyOutcome.UpstreamFailed(
+                    new BodySourceFailedException($"upstream fetch failed after {written} bytes: {_fill.FailureReason}"));
             }
             if (state == FillState.Abandoned && position >= written)
             {
                 // The cache gave up on keeping the file, not on the file: the rest comes straight from the upstream.
-                await _continue(position, end - position, sink, cancellationToken);
-                return;
+                return await _continue(position, end - position, sink, cancellationToken);
             }
             var sendable = state == FillState.Complete ? end
                 : state == FillState.Abandoned ? Math.Min(written, end)
                 : Math.Min(written, Math.Min(end, _holdFrom));
             if (sendable > position)
             {
-                await sink.SendFileAsync(_file, position, sendable - position, cancellationToken);
+                var sent = await BodyCopy.SendFileAsync(sink, _file, position, sendable - position, cancellationToken);
+                if (!sent.IsSuccess)
+                {
+                    return sent;
+                }
                 position = sendable;
                 continue;
             }
-            await _fill.WaitForChangeAsync(written, state, cancellationToken);
+            try
+            {
+                await _fill.WaitForChangeAsync(written, state, cancellationToken);
+            }
+            catch (OperationCanceledException e)
+            {
+                return new CopyOutcome(CopyResult.Canceled, e);
+            }
         }
+        return CopyOutcome.Success;
     }
 
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            await _file.DisposeAsync();
             _fill.Unpin();
         }
+        return ValueTask.CompletedTask;
     }
 }
 
 /// <summary>Sends bytes [offset, offset + length) of a fill's file, fetched from the upstream for the same version.</summary>
-internal delegate ValueTask ContinueFromUpstream(long offset, long length, IBodySink sink, CancellationToken cancellationToken);
+internal delegate ValueTask<CopyOutcome> ContinueFromUpstream(long offset, long length, IBodySink sink, CancellationToken cancellationToken);
 
 /// <summary>A committed entry's file region; lets the cache know when the entry is no longer being read.</summary>
 internal sealed class CachedFileBody : IResponseBody
@@ -97,7 +110,7 @@ internal sealed class CachedFileBody : IResponseBody
 
     public bool TryCopyTo(Span<byte> destination) => _region.TryCopyTo(destination);
 
-    public ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken) => _region.SendAsync(sink, cancellationToken);
+    public ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken) => _region.SendAsync(sink, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
@@ -109,41 +122,30 @@ internal sealed class CachedFileBody : IResponseBody
     }
 }
 
-/// <summary>An upstream body relayed as it arrives, for files too large to cache.</summary>
+/// <summary>An upstream body relayed as it arrives, for files too large to cache; gives back its connection and
+/// its upstream slot when done.</summary>
 internal sealed class UpstreamStreamBody : IResponseBody
 {
     private readonly FileClientPool _pool;
     private readonly FileClient _client;
     private readonly GetResponse _response;
+    private readonly UpstreamSlot? _slot;
     private int _disposed;
 
-    public UpstreamStreamBody(FileClientPool pool, FileClient client, GetResponse response)
+    public UpstreamStreamBody(FileClientPool pool, FileClient client, GetResponse response, UpstreamSlot? slot)
     {
         _pool = pool;
         _client = client;
         _response = response;
+        _slot = slot;
     }
 
     public long Length => _response.Head.Length;
 
     public bool TryCopyTo(Span<byte> destination) => false;
 
-    public async ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken)
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(BodyCopier.BlockBytes);
-        try
-        {
-            int read;
-            while ((read = await _response.ReadAsync(buffer, cancellationToken)) > 0)
-            {
-                await sink.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
+    public ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
+        BodyCopy.CopyAsync(_response.ReadAsync, sink, cancellationToken);
 
     public async ValueTask DisposeAsync()
     {
@@ -151,6 +153,7 @@ internal sealed class UpstreamStreamBody : IResponseBody
         {
             await _response.DisposeAsync();
             await _pool.ReturnAsync(_client);
+            _slot?.Release();
         }
     }
 }
@@ -180,7 +183,8 @@ internal sealed class MemoryBody : IResponseBody, IDisposable
         return true;
     }
 
-    public ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken) => sink.WriteAsync(Memory, cancellationToken);
+    public ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
+        BodyCopy.WriteAsync(sink, Memory, cancellationToken);
 
     public void Dispose()
     {

@@ -16,7 +16,8 @@ public sealed record CacheOptions
     /// <summary>Let clients remove entries with PURGE.</summary>
     public bool AllowPurge { get; init; }
 
-    /// <summary>Upstream fetches that run at once; more wait their turn, holding no file, buffer or connection.</summary>
+    /// <summary>Upstream connections busy at once for requests (fills, pass-through relays, revalidations, STATs);
+    /// more wait their turn, holding no file, buffer or connection.</summary>
     public int MaxConcurrentFills { get; init; } = 64;
 
     /// <summary>fsync each entry before it takes its final name, so a power cut cannot leave a short entry.</summary>

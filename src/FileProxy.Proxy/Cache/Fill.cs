@@ -6,42 +6,60 @@ using Microsoft.Win32.SafeHandles;
 namespace FileProxy.Proxy.Cache;
 
 /// <summary>
-/// One upstream fetch into a temporary file, shared by every request for the same name while it runs. Readers
-/// follow <see cref="Written"/>, the length already in the file, and wait for it to grow.
+/// One upstream fetch into a temporary file, shared by every request for the same name while it runs, and the one
+/// owner of everything that fetch holds: its fill slot, its temporary file and the one descriptor every reader
+/// sends from, its disk reservation, its readers (pins) and its commit or rollback. Readers follow
+/// <see cref="Written"/>, the length already in the file, and wait for it to grow.
 /// </summary>
+/// <remarks>
+/// Life: <see cref="AcquireSlotAsync"/>, then <see cref="CreateFile"/> (the temporary file), <see cref="Reserve"/>d
+/// space, <see cref="Advance"/> as bytes land, then one end (<see cref="Complete"/>, <see cref="Abandon"/>,
+/// <see cref="Fail"/> or a <see cref="PassThrough(ResponseHead)"/>). <see cref="EndRun"/> gives back the slot and
+/// deletes the temporary file unless <see cref="CommitTo"/> moved it into the cache; the descriptor closes once the
+/// last reader is done (<see cref="Unpin"/>), so a reader never needs the file's name.
+/// </remarks>
 internal sealed class Fill
 {
     private readonly TaskCompletionSource<ResponseHead> _head = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TaskCompletionSource _progress = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _written;
-    private int _pins = 1; // the fill's own, released when it ends
+    private int _pins = 1; // the fill's own, released by EndRun
     private volatile FillState _state;
     private Offer? _offered;
+    private FileStream? _file;
+    private UpstreamSlot? _slot;
+    private bool _committed;
+    private int _ran;
 
-    public Fill(SafeName name, string key)
+    public Fill(SafeName name, string key, string tempPath)
     {
         Name = name;
         Key = key;
+        TempPath = tempPath;
     }
 
     public SafeName Name { get; }
 
     public string Key { get; }
 
+    /// <summary>Where the bytes go until the commit moves them into the cache.</summary>
+    public string TempPath { get; }
+
     /// <summary>The upstream's head: Ok with the file's metadata, or the error to relay to every reader.</summary>
     public Task<ResponseHead> Head => _head.Task;
 
-    /// <summary>The file is larger than the whole cache: readers fetch it straight from the upstream instead.</summary>
+    /// <summary>The file is not cached at all (too large, or no room on the disk): readers fetch it straight from
+    /// the upstream instead.</summary>
     public bool TooLargeToCache { get; private set; }
-
-    /// <summary>The temporary file, readable and writable; open while any pin is held.</summary>
-    public SafeFileHandle? Handle { get; private set; }
 
     public long Written => Volatile.Read(ref _written);
 
     /// <summary>Disk space this fill counts on (its file's size once admitted, 0 before); what it has not written
     /// yet is held back from other fills' free-space checks.</summary>
-    public long Reserved { get; set; }
+    public long Reserved { get; private set; }
+
+    /// <summary>Reserved bytes not written yet: what other fills must not count as free.</summary>
+    public long Outstanding => Math.Max(0, Reserved - Written);
 
     /// <summary>Started by a request without the tier's hop mark, for a name another peer answers: it may fetch
     /// from that peer, so a request with the hop mark must not join it (CacheSource.Tier.cs).</summary>
@@ -54,11 +72,42 @@ internal sealed class Fill
 
     public string FailureReason { get; private set; } = "";
 
-    public void Started(SafeFileHandle handle, ResponseHead head)
+    /// <summary>Waits for one of the cache's upstream slots; the fill holds it until <see cref="EndRun"/>, or hands
+    /// it on with its upstream connection to a pass-through reader. <paramref name="queued"/> runs first when none
+    /// is free.</summary>
+    public async ValueTask AcquireSlotAsync(SemaphoreSlim slots, Action queued, CancellationToken cancellationToken) =>
+        _slot = await UpstreamSlot.AcquireAsync(slots, queued, cancellationToken);
+
+    /// <summary>Counts <paramref name="bytes"/> of disk as this fill's. Under the cache's lock.</summary>
+    public void Reserve(long bytes) => Reserved = bytes;
+
+    /// <summary>Creates the temporary file, readable and writable, optionally with its whole size allocated at once
+    /// (a multipath fill writes out of order). Throws IOException when the disk refuses (full, out of inodes).</summary>
+    public SafeFileHandle CreateFile(long preallocate = 0)
     {
-        Handle = handle;
-        _head.TrySetResult(head);
+        var file = new FileStream(TempPath, new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew,
+            Access = FileAccess.ReadWrite,
+            Share = FileShare.ReadWrite | FileShare.Delete,
+            BufferSize = 0,
+            Options = FileOptions.Asynchronous, // sendfile wants it so
+            PreallocationSize = preallocate,
+        });
+        if (preallocate > 0)
+        {
+            RandomAccess.SetLength(file.SafeFileHandle, preallocate);
+        }
+        _file = file;
+        return file.SafeFileHandle;
     }
+
+    /// <summary>The fill's one descriptor on its file, lent to every reader (sendfile and reads go by explicit
+    /// offsets, so readers share it safely); a reader's pin keeps it open, and it follows the file through its
+    /// rename into the cache. Readers never dispose it.</summary>
+    public FileStream File => _file!;
+
+    public void Started(ResponseHead head) => _head.TrySetResult(head);
 
     public void PassThrough(ResponseHead head)
     {
@@ -67,10 +116,11 @@ internal sealed class Fill
     }
 
     /// <summary>Like <see cref="PassThrough(ResponseHead)"/>, offering the whole-file answer already open to the
-    /// first reader that wants the whole file, so a file that does not fit costs one upstream GET, not two.</summary>
+    /// first reader that wants the whole file, so a file that does not fit costs one upstream GET, not two. The
+    /// connection keeps the fill's upstream slot until the reader is done with it.</summary>
     public void PassThrough(ResponseHead head, FileClient client, GetResponse response)
     {
-        _offered = new Offer(client, response);
+        _offered = new Offer(client, response, Interlocked.Exchange(ref _slot, null));
         PassThrough(head);
     }
 
@@ -81,6 +131,21 @@ internal sealed class Fill
     {
         Volatile.Write(ref _written, written);
         Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    /// <summary>Moves the verified temporary file into the cache (the commit point; <paramref name="store"/> rolls
+    /// its own files back when it fails). Returns the data file's path.</summary>
+    public string CommitTo(CacheStore store, EntryRecord record)
+    {
+        var dataPath = store.Commit(Key, TempPath, record);
+        _committed = true;
+        return dataPath;
+    }
+
+    /// <summary>Forces the committed bytes to the disk, through the fill's descriptor.</summary>
+    public void FlushToDisk()
+    {
+        _file!.Flush(flushToDisk: true);
     }
 
     public void Complete() => End(FillState.Complete, "");
@@ -106,20 +171,37 @@ internal sealed class Fill
         await signal.Task.WaitAsync(cancellationToken);
     }
 
-    /// <summary>Takes a pin that keeps <see cref="Handle"/> open. Only while the fill is in the cache's index,
-    /// under its lock (the fill's own pin is still held then).</summary>
+    /// <summary>Takes a pin that keeps the descriptor open. Only while the fill is in the cache's index, under its
+    /// lock (the fill's own pin is still held then).</summary>
     public void Pin() => Interlocked.Increment(ref _pins);
 
     public void Unpin()
     {
         if (Interlocked.Decrement(ref _pins) == 0)
         {
-            Handle?.Dispose();
+            _file?.Dispose();
             if (TakeOffered() is { } unclaimed)
             {
                 _ = unclaimed.Client.DisposeAsync().AsTask(); // completes at once: it closes the socket
+                unclaimed.Slot?.Release();
             }
         }
+    }
+
+    /// <summary>The fetch is over, however it went (once): gives back the slot, takes back the temporary file unless
+    /// it was committed (readers keep reading through the descriptor), and drops the fill's own pin.</summary>
+    public void EndRun()
+    {
+        if (Interlocked.Exchange(ref _ran, 1) != 0)
+        {
+            return;
+        }
+        Interlocked.Exchange(ref _slot, null)?.Release();
+        if (!_committed)
+        {
+            System.IO.File.Delete(TempPath);
+        }
+        Unpin();
     }
 
     private void End(FillState state, string reason)
@@ -130,8 +212,9 @@ internal sealed class Fill
     }
 }
 
-/// <summary>An upstream connection with a whole-file answer on it, waiting for a reader to take it.</summary>
-internal sealed record Offer(FileClient Client, GetResponse Response);
+/// <summary>An upstream connection with a whole-file answer on it (and the upstream slot it holds), waiting for a
+/// reader to take it.</summary>
+internal sealed record Offer(FileClient Client, GetResponse Response, UpstreamSlot? Slot);
 
 internal enum FillState
 {

@@ -144,7 +144,7 @@ public sealed class ProxyTier : IAsyncDisposable
         if (before <= Environment.TickCount64)
         {
             _log.Warning("Tier peer {Peer} did not answer ({Reason}); its names go to the next peer for {DownFor}",
-                peer.Address.Id, reason, Protocol.Hosting.Units.FormatDuration(_options.DownFor));
+                peer.Address.Id, reason, Units.FormatDuration(_options.DownFor));
         }
     }
 

@@ -36,6 +36,34 @@ public sealed class FillFailureTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_fill_that_fails_under_many_coalesced_readers_logs_one_warning_and_no_error()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var origin = new OriginControl();
+        var log = new LogCapture(output);
+        await using var cluster = await Cluster.StartAsync(log, wrapOrigin: origin.Wrap);
+        using var releaseOrigin = origin;
+        cluster.Root.Write("broken.bin", Fetch.RandomBytes(FileBytes, seed: 3));
+        var fault = origin.FailAfter("broken.bin", FailAfterBytes);
+
+        var readers = await StartReadersAsync(cluster, 24, deadline.Token);
+        fault.Release();
+        foreach (var reader in readers)
+        {
+            await using (reader)
+            {
+                await FluentActions.Awaiting(() => reader.ReadToEndAsync(deadline.Token)).Should().ThrowAsync<UpstreamException>();
+            }
+        }
+        await Poll.UntilAsync(() => log.LinesContaining("Cut after").Count(line => line.Contains("proxy:", StringComparison.Ordinal)) == 24,
+            "every reader's request line is logged", deadline.Token);
+
+        log.LinesContaining("[Warning] proxy:").Should().ContainSingle("one failed fill is one event, whatever its readers")
+            .Which.Should().Contain("broken.bin");
+        log.LinesContaining("[Error] proxy:").Should().BeEmpty("no reader adds an error (or a stack trace) of its own");
+    }
+
+    [Fact]
     public async Task A_fill_that_broke_mid_body_leaves_nothing_in_the_cache_directory()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));

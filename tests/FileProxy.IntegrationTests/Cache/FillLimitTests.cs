@@ -1,5 +1,11 @@
+using System.Net;
 using FileProxy.IntegrationTests.Infrastructure;
+using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Client.Multipath;
+using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Wire;
+using FileProxy.Proxy;
+using FileProxy.Proxy.Cache;
 using Xunit.Abstractions;
 
 namespace FileProxy.IntegrationTests.Cache;
@@ -35,6 +41,36 @@ public sealed class FillLimitTests(ITestOutputHelper output)
             results[i].Body.Should().Equal(File.ReadAllBytes(contents[i]));
         }
         gate.Gets.Should().Be(8);
+    }
+
+    [Fact]
+    public async Task Pass_through_relays_hold_upstream_slots_and_beyond_the_cap_wait_their_turn()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var gate = new OriginGate(holdAfter: 100_000);
+        await using var cluster = await Cluster.StartAsync(output, options => options with { MaxConcurrentFills = 2, MaxBytes = 10_000 }, gate.Wrap);
+        var content = Fetch.RandomBytes(300_000, seed: 97);
+        cluster.Root.Write("big.bin", content);
+
+        var fetches = Enumerable.Range(0, 3).Select(async _ =>
+        {
+            await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+            return await Fetch.GetAsync(client, "big.bin", deadline.Token);
+        }).ToArray();
+        await Poll.UntilAsync(async () =>
+        {
+            var stats = await cluster.ProxyStatsAsync(deadline.Token);
+            return gate.Held == 2 && stats["upstream_queued"] + stats["fills_queued"] == 1;
+        }, "2 relays run (stalled at the origin) and the third waits for a slot", deadline.Token);
+
+        gate.Gets.Should().Be(2, "a relay beyond --max-fills waits before it connects to the origin");
+        gate.Open();
+        foreach (var result in await Task.WhenAll(fetches))
+        {
+            result.Head.Source.Should().Be(ResponseSource.PassThrough);
+            result.Body.Should().Equal(content);
+        }
+        gate.Gets.Should().Be(3);
     }
 
     [Fact]
@@ -119,6 +155,46 @@ public sealed class FillLimitTests(ITestOutputHelper output)
         stats["entries"].Should().Be(0);
         new CacheDirectoryView(disk.Path).TempFiles.Should().BeEmpty();
         new CacheDirectoryView(disk.Path).EntryFiles.Should().BeEmpty();
+    }
+
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_fill_whose_cache_file_the_disk_refuses_passes_the_file_through_instead_of_failing_its_readers(bool multipath)
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var disk = Tmpfs.TryMount("64m", out var whyNot, inodes: 64);
+        Skip.If(disk is null, whyNot);
+        await using var cluster = await Cluster.StartAsync(output);
+        var content = Fetch.RandomBytes(3_000_000, seed: 98);
+        cluster.Root.Write("refused.bin", content);
+        var options = new CacheOptions
+        {
+            Directory = disk.Path,
+            Multipath = multipath ? new UpstreamMultipath([("127.0.0.1", cluster.OriginPort), ("127.0.0.1", cluster.OriginPort)],
+                new MultipathOptions { Mode = MultipathMode.All, MinChunkBytes = 256 * 1024, MaxChunkBytes = 256 * 1024 }) : null,
+        };
+        var (server, cache) = ProxyServer.Create("127.0.0.1", cluster.OriginPort, options,
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0) }, log: TestLog.For(output, "disk-proxy"));
+        server.Start();
+        try
+        {
+            disk.ExhaustInodes(); // bytes to spare, so the space check passes; creating the file fails with ENOSPC
+            await using var client = await FileClient.ConnectAsync("127.0.0.1", server.LocalEndPoint.Port, cancellationToken: deadline.Token);
+
+            var result = await Fetch.GetAsync(client, "refused.bin", deadline.Token);
+
+            result.Head.IsOk.Should().BeTrue(result.Head.Message);
+            result.Head.Source.Should().Be(ResponseSource.PassThrough);
+            result.Body.Should().Equal(content);
+            cache.Counters.Single(c => c.Key == "entries").Value.Should().Be(0);
+            new CacheDirectoryView(disk.Path).TempFiles.Should().BeEmpty();
+        }
+        finally
+        {
+            await server.DisposeAsync();
+            await cache.DisposeAsync();
+        }
     }
 
     [Fact]

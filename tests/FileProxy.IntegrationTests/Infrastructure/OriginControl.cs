@@ -113,7 +113,7 @@ public sealed class OriginControl : IDisposable
 
         public bool TryCopyTo(Span<byte> destination) => false;
 
-        public ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
+        public ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
             inner.SendAsync(new CuttingSink(sink, fault), cancellationToken);
 
         public ValueTask DisposeAsync() => inner.DisposeAsync();

@@ -66,7 +66,7 @@ public sealed class OriginFaults
         // Never in one packet with the head: the cut has to happen in the middle of the body.
         public bool TryCopyTo(Span<byte> destination) => false;
 
-        public ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
+        public ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
             inner.SendAsync(new CuttingSink(sink, cutAfter, faults), cancellationToken);
 
         public ValueTask DisposeAsync() => inner.DisposeAsync();

@@ -55,7 +55,7 @@ public sealed class OriginGate(long holdAfter)
 
         public bool TryCopyTo(Span<byte> destination) => false;
 
-        public ValueTask SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
+        public ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
             inner.SendAsync(new GatedSink(sink, gate), cancellationToken);
 
         public ValueTask DisposeAsync() => inner.DisposeAsync();

@@ -12,10 +12,12 @@ public sealed class Tmpfs : IDisposable
 
     public string Path => _directory.Path;
 
-    public static Tmpfs? TryMount(string size, out string whyNot)
+    /// <summary>Mounts a tmpfs of <paramref name="size"/> bytes; <paramref name="inodes"/> bounds its files too.</summary>
+    public static Tmpfs? TryMount(string size, out string whyNot, int? inodes = null)
     {
         var directory = new TempDirectory("fileproxy-tmpfs");
-        var (code, error) = Run("mount", "-t", "tmpfs", "-o", $"size={size}", "tmpfs", directory.Path);
+        var options = inodes is { } count ? $"size={size},nr_inodes={count}" : $"size={size}";
+        var (code, error) = Run("mount", "-t", "tmpfs", "-o", options, "tmpfs", directory.Path);
         if (code != 0)
         {
             directory.Dispose();
@@ -41,6 +43,22 @@ public sealed class Tmpfs : IDisposable
         catch (IOException)
         {
             // ENOSPC: full.
+        }
+    }
+
+    /// <summary>Creates empty files until the file system has no inode left (ENOSPC on create, bytes still free).</summary>
+    public void ExhaustInodes()
+    {
+        for (var i = 0; ; i++)
+        {
+            try
+            {
+                File.Create(System.IO.Path.Join(Path, $"inode{i}")).Dispose();
+            }
+            catch (IOException)
+            {
+                return;
+            }
         }
     }
 

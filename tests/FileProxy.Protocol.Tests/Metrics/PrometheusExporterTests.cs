@@ -1,5 +1,5 @@
 using System.Diagnostics.Metrics;
-using FileProxy.Protocol.Hosting;
+using FileProxy.Hosting;
 using FileProxy.Protocol.Metrics;
 using FileProxy.Protocol.Wire;
 

@@ -1,5 +1,4 @@
 using System.Globalization;
-using FileProxy.Protocol.Hosting;
 
 namespace FileProxy.Protocol.Client.Multipath;
 

@@ -3,12 +3,13 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Net;
 using System.Runtime.InteropServices;
+using FileProxy.Protocol;
 using FileProxy.Protocol.Wire;
 using Serilog;
 using Serilog.Events;
 using Serilog.Sinks.SystemConsole.Themes;
 
-namespace FileProxy.Protocol.Hosting;
+namespace FileProxy.Hosting;
 
 /// <summary>What the three programs share on the command line: options, parsing, logging and signals.</summary>
 public static class CommandLine

@@ -1,8 +1,9 @@
 using System.CommandLine;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Wire = FileProxy.Protocol.Wire;
 
-namespace FileProxy.Protocol.Hosting;
+namespace FileProxy.Hosting;
 
 /// <summary>
 /// The command-line side of TLS and shared tokens, the same on every program: a listening side takes a PEM

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace FileProxy.Protocol.Hosting;
+namespace FileProxy.Protocol;
 
 /// <summary>Sizes and durations as people write them: <c>512MiB</c>, <c>10GB</c>, <c>30s</c>, <c>5m</c>, <c>1h</c>.</summary>
 public static partial class Units

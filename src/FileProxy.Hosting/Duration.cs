@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace FileProxy.Protocol.Hosting;
+namespace FileProxy.Hosting;
 
 /// <summary>
 /// A duration option's value: a <see cref="TimeSpan"/> that prints the way it is typed (<c>1m</c>, <c>10s</c>,

@@ -1,6 +1,4 @@
-using FileProxy.Protocol.Hosting;
-
-namespace FileProxy.Protocol.Tests.Hosting;
+namespace FileProxy.Protocol.Tests;
 
 public sealed class UnitsTests
 {

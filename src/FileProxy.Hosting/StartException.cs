@@ -1,4 +1,4 @@
-namespace FileProxy.Protocol.Hosting;
+namespace FileProxy.Hosting;
 
 /// <summary>A server program cannot start, for a reason its message states in full, and exits with
 /// <see cref="ExitCode"/> (documented in the README).</summary>

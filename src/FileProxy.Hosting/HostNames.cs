@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 
-namespace FileProxy.Protocol.Hosting;
+namespace FileProxy.Hosting;
 
 /// <summary>What may stand where a host is expected: an IP address or a host name (RFC 1123 labels).</summary>
 public static partial class HostNames

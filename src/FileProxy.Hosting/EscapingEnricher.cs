@@ -3,7 +3,7 @@ using System.Text;
 using Serilog.Core;
 using Serilog.Events;
 
-namespace FileProxy.Protocol.Hosting;
+namespace FileProxy.Hosting;
 
 /// <summary>
 /// Escapes control characters in every string a log event carries (names, version tags, messages from peers), so a

@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Net;
 using FileProxy.Protocol.Server;
 
-namespace FileProxy.Protocol.Hosting;
+namespace FileProxy.Hosting;
 
 /// <summary>
 /// The listening side's options, the same on the server and the proxy (address, connection limits, timeouts, MPTCP,
