@@ -79,15 +79,14 @@ public static class BodyCopier
         }
         catch (Exception e) when (e is UpstreamException or IOException or UnauthorizedAccessException or OperationCanceledException)
         {
+            if (e is UpstreamException)
+            {
+                // The peer went away, or went silent: what did arrive still goes into the file, so that a retry or
+                // a resume goes on from the last byte received (the file's length and the hash agree on it).
+                await pipe.IdleAsync();
+            }
             // The upstream's failures surface while reading; the drainer's (the file's) in the pipeline's calls.
             return (received, reading && e is not UnauthorizedAccessException ? CopyOutcome.UpstreamFailed(e) : CopyOutcome.DownstreamFailed(e));
-        }
-        catch (UpstreamException)
-        {
-            // The peer went away, or went silent: what did arrive still goes into the file, so that a retry or a
-            // resume goes on from the last byte received (the file's length and the hash agree on it).
-            await pipe.IdleAsync();
-            throw;
         }
         finally
         {
