@@ -65,11 +65,14 @@ public sealed partial class AdaptiveMultipathTestbedTests(ITestOutputHelper outp
         // Before the idle-request check the controller kept both subflows here (the second one adds a third to our
         // goodput, taken from the competitor): 65/35, median of 3 in bench/multipath.sh --fairness, where
         // `--multipath all` took 71/29 and one connection against one 51/49 (docs/BENCHMARKS.md).
+        // Up to five tries, not three: one window in three forms no verdict and splits about 55/45 either way
+        // (a full suite on a quiet machine once saw three such windows in a row); before the fix no window came
+        // near 45 %.
         var fairest = await BestOfAsync(0.45, async _ =>
         {
             var share = await CompeteAsync(testbed, "adaptive");
             return Math.Min(share, 1 - share);
-        });
+        }, attempts: 5);
 
         fairest.Should().BeGreaterThanOrEqualTo(0.45, "the split is 55/45 or fairer");
     }
@@ -78,10 +81,11 @@ public sealed partial class AdaptiveMultipathTestbedTests(ITestOutputHelper outp
     public async Task A_parked_subflow_outlives_the_servers_idle_timeout()
     {
         // The origin closes a connection that sends no request for 1 s. On a shared bottleneck subflow 1 is parked
-        // after about a second and stays parked to the end, about 4 s later; its idle requests (a STAT a second)
-        // keep it open. Without them the origin closes it and its next trial fails.
+        // after a second or two and stays parked to the end, several seconds later; its idle requests (a STATS a
+        // second) keep it open. Without them the origin closes it and its next trial fails. 100 MiB (about 8 s):
+        // with 60 MiB a late collapse on a busy machine once left it parked for less than the 2 s the test needs.
         await using var testbed = await Testbed.CreateAsync("direct", output);
-        var content = new byte[60 * MiB];
+        var content = new byte[100 * MiB];
         new Random(60).NextBytes(content);
         testbed.Work.Write("root/parked.bin", content);
         await using var server = await testbed.StartServer("srv", "--root", testbed.Work.Combine("root"), "--port", "5010",
@@ -258,10 +262,10 @@ public sealed partial class AdaptiveMultipathTestbedTests(ITestOutputHelper outp
     /// the machine, three misses in a row are the code. Every attempt is logged (FIGURES lines); the benchmark
     /// (bench/multipath.sh) reports medians.
     /// </summary>
-    private static async Task<double> BestOfAsync(double target, Func<int, Task<double>> measure)
+    private static async Task<double> BestOfAsync(double target, Func<int, Task<double>> measure, int attempts = 3)
     {
         var best = 0.0;
-        for (var attempt = 0; attempt < 3 && best < target; attempt++)
+        for (var attempt = 0; attempt < attempts && best < target; attempt++)
         {
             best = Math.Max(best, await measure(attempt));
         }
