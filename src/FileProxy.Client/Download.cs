@@ -87,14 +87,8 @@ internal static class Download
         ToPathAsync(new Tries(pool.RentAsync, pool.ReturnAsync, name, options), name, outputPath, 0, ProtocolLimits.ToEnd, options,
             cancellationToken);
 
-    /// <summary>Streams a file to standard output, through its descriptor (the console stream would hide a closed
-    /// pipe).</summary>
-    public static Task<DownloadResult> ToStandardOutputAsync(FileClient client, SafeName name, ulong offset, ulong length,
-        IDownloadProgress? progress, CancellationToken cancellationToken) =>
-        ToStandardOutputAsync(new Tries(_ => Task.FromResult(client), release: null, name, DownloadOptions.Once with { Progress = progress }),
-            name, offset, length, cancellationToken);
-
-    /// <summary>Streams a file to standard output over connections from <paramref name="connect"/>.</summary>
+    /// <summary>Streams a file to standard output over connections from <paramref name="connect"/>, through its
+    /// descriptor (the console stream would hide a closed pipe).</summary>
     public static Task<DownloadResult> ToStandardOutputAsync(Func<CancellationToken, Task<FileClient>> connect, SafeName name,
         ulong offset, ulong length, DownloadOptions options, CancellationToken cancellationToken) =>
         ToStandardOutputAsync(new Tries(connect, client => client.DisposeAsync(), name, options), name, offset, length, cancellationToken);

@@ -307,17 +307,7 @@ public sealed class FileClient : IAsyncDisposable
     /// <summary>Whether this connection can take a request now: reusable, and the server has neither closed it nor
     /// sent anything while it sat idle (a server that hit its idle timeout closes; its FIN or RST makes the socket
     /// readable). Checked when a pooled connection is taken, so a request is not sent into a dead connection.</summary>
-    public bool IsOpenAndIdle()
-    {
-        try
-        {
-            return IsReusable && _reader.Buffered == 0 && !_link.Socket.Poll(0, SelectMode.SelectRead);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            return false;
-        }
-    }
+    public bool IsOpenAndIdle() => IsReusable && _reader.IsQuiet(_link.Socket);
 
     internal void Abandon(GetResponse response)
     {

@@ -31,6 +31,21 @@ internal sealed class FrameReader : IDisposable
     /// <summary>Bytes received but not yet consumed.</summary>
     public int Buffered => _end - _start;
 
+    /// <summary>Whether a connection between requests is still good to use: nothing is buffered, and nothing arrived
+    /// unasked on <paramref name="socket"/> (a peer that closed it while idle makes it readable with nothing to
+    /// read; its FIN or RST).</summary>
+    public bool IsQuiet(Socket socket)
+    {
+        try
+        {
+            return Buffered == 0 && !socket.Poll(0, SelectMode.SelectRead);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>
     /// Reads one frame. Returns null when the peer closed cleanly at a frame boundary.
     /// <paramref name="onFirstByte"/> runs once when the frame's first byte is buffered (the connection starts

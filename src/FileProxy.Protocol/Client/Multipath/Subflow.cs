@@ -97,17 +97,7 @@ internal sealed class Subflow : IAsyncDisposable
 
     /// <summary>For a subflow waiting in a pool: the connection is open and nothing arrived unasked (a server that
     /// closed it while idle makes it readable with nothing to read).</summary>
-    public bool IsOpenAndIdle()
-    {
-        try
-        {
-            return IsReusable && _reader.Buffered == 0 && !_socket.Poll(0, SelectMode.SelectRead);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            return false;
-        }
-    }
+    public bool IsOpenAndIdle() => IsReusable && _reader.IsQuiet(_socket);
 
     /// <summary>Starts a new transfer's counts on a pooled subflow (what it learned of its path stays).</summary>
     public void Reset()
