@@ -2,6 +2,7 @@
 # The S3 origin's throughput target (issue 11): a 1 GiB object, cold at the proxy, read through server + proxy +
 # client, against what the AWS SDK alone reads from the same Ceph RGW (one GET of the whole object as a range, as the
 # origin asks, the SDK's fastest way: see bench/S3Read); and the proxy's peak RSS (VmHWM).
+# Server, proxy and client are the native executables (MEASURE_S3_JIT=1: the dotnet builds).
 # Rounds alternate the SDK, the origin read straight by the client, and the proxy (restarted with an empty cache
 # each round). First, once, the very first
 # access (the origin reads the object once more to compute its digest). Starts Ceph with scripts/ceph.sh if it is
@@ -13,9 +14,16 @@ size_mib=${1:-1024}
 rounds=${2:-3}
 work=${3:-$(mktemp -d -t fileproxy-s3-XXXXXX)}
 artifacts="$work/artifacts"
-dotnet build FileProxy.sln -c Release --artifacts-path "$artifacts" -v quiet -nologo >/dev/null
 dotnet build bench/S3Read -c Release --artifacts-path "$artifacts" -v quiet -nologo >/dev/null
 bin() { echo "$artifacts/bin/$1/release/$1.dll"; }
+# Our programs as users run them: the native executables (scripts/publish.sh). MEASURE_S3_JIT=1 runs the dotnet builds.
+if [ "${MEASURE_S3_JIT:-0}" = 1 ]; then
+  dotnet build FileProxy.sln -c Release --artifacts-path "$artifacts" -v quiet -nologo >/dev/null
+  server=(dotnet "$(bin FileProxy.Server)"); proxy_cmd=(dotnet "$(bin FileProxy.Proxy)"); client=(dotnet "$(bin FileProxy.Client)")
+else
+  native=$(scripts/publish.sh "$work/native" | tail -1)
+  server=("$native/fileproxy-server"); proxy_cmd=("$native/fileproxy-proxy"); client=("$native/fileproxy-client")
+fi
 
 started_ceph=0
 scripts/ceph.sh status >/dev/null 2>&1 || started_ceph=1
@@ -40,21 +48,21 @@ cleanup() {
 }
 trap cleanup EXIT
 rm -f "$work/digests.tsv"
-dotnet "$(bin FileProxy.Server)" --s3-endpoint "$endpoint" --bucket "$bucket" --s3-digest-index "$work/digests.tsv" \
+"${server[@]}" --s3-endpoint "$endpoint" --bucket "$bucket" --s3-digest-index "$work/digests.tsv" \
   --port "$origin_port" --listen 127.0.0.1 --log-level Warning & origin=$!
 wait_port "$origin_port"
 
 start_proxy() {
   if [ -n "$proxy" ]; then kill "$proxy"; wait "$proxy" 2>/dev/null || true; fi
   rm -rf "$work/cache"
-  dotnet "$(bin FileProxy.Proxy)" 127.0.0.1 "$origin_port" "$proxy_port" --listen 127.0.0.1 --cache-dir "$work/cache" \
+  "${proxy_cmd[@]}" 127.0.0.1 "$origin_port" "$proxy_port" --listen 127.0.0.1 --cache-dir "$work/cache" \
     --log-level Warning & proxy=$!
   wait_port "$proxy_port"
 }
 hwm() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 # The client's own "in N ms" / "in N s": the transfer, without the client process's start.
 client_ms() {
-  dotnet "$(bin FileProxy.Client)" big.bin --proxy "127.0.0.1:${1:-$proxy_port}" -o /dev/null 2>&1 | tee -a "$work/client.log" \
+  "${client[@]}" big.bin --proxy "127.0.0.1:${1:-$proxy_port}" -o /dev/null 2>&1 | tee -a "$work/client.log" \
     | sed -nE 's/.* in ([0-9.]+) (ms|s), .*blake3 verified.*/\1 \2/p' | awk '{ print ($2 == "s") ? $1 * 1000 : $1 }'
 }
 sdk_ms() { dotnet "$(bin S3Read)" get "$endpoint" "$bucket" big.bin | sed -nE 's/.* in ([0-9.]+) ms,.*/\1/p'; }
@@ -89,6 +97,6 @@ echo "median: sdk alone $sm ms = $(mbs "$sm") MB/s; origin alone $om ms = $(mbs 
   "proxy VmHWM max $(printf '%s\n' "${hwm_all[@]}" | sort -g | tail -1) MiB (target < 100); origin VmHWM $(hwm "$origin") MiB"
 
 # Byte-exact check against the uploaded file (a hit now), outside the timings.
-dotnet "$(bin FileProxy.Client)" big.bin --proxy "127.0.0.1:$proxy_port" -o "$work/out.bin" >/dev/null
+"${client[@]}" big.bin --proxy "127.0.0.1:$proxy_port" -o "$work/out.bin" >/dev/null
 cmp -s "$file" "$work/out.bin" && echo "output: byte-exact" || { echo "output: DIFFERENT" >&2; exit 1; }
 rm -f "$work/out.bin"
