@@ -117,17 +117,12 @@ public static class CommandLine
     };
 
     /// <summary>Parses and runs a command: a parse error prints why and exits <see cref="UsageError"/>;
-    /// Ctrl+C and SIGTERM cancel the action's token and the action decides how to wind down. Socket continuations
-    /// run inline (<see cref="UseInlineSocketCompletions"/>) unless <paramref name="blocksOnSockets"/> says this
-    /// run uses a library that blocks on a socket.</summary>
-    public static async Task<int> RunAsync(RootCommand root, string[] args, Func<ParseResult, bool>? blocksOnSockets = null)
+    /// Ctrl+C and SIGTERM cancel the action's token and the action decides how to wind down.</summary>
+    public static async Task<int> RunAsync(RootCommand root, string[] args)
     {
+        UseInlineSocketCompletions();
         KeepTerminalModes();
         var parseResult = root.Parse(args);
-        if (blocksOnSockets?.Invoke(parseResult) != true)
-        {
-            UseInlineSocketCompletions();
-        }
         if (UsageErrors(parseResult) is { Count: > 0 } errors)
         {
             foreach (var error in errors)
@@ -153,9 +148,6 @@ public static class CommandLine
     /// Runs socket continuations on the socket engine's own thread instead of hopping to the thread pool (unless the
     /// environment already says otherwise). Our request path does no long blocking work, and this one switch took
     /// 4 KiB hits from 32,764 to 62,605 requests/s in bench/run.sh --quick. Must run before the first socket.
-    /// Never with code that waits synchronously on a socket inside a continuation (the AWS SDK parses an S3 answer's
-    /// XML with blocking reads): on the socket engine's thread that read waits for an event only that thread can
-    /// deliver, and the process hangs.
     /// </summary>
     public static void UseInlineSocketCompletions()
     {

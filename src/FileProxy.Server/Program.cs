@@ -122,7 +122,4 @@ command.SetAction(async (parse, cancellationToken) =>
     return await CommandLine.RunServerAsync(parse.GetValue(logLevel),
         () => (OriginServer.Create(source, options), source), cancellationToken);
 });
-// The AWS SDK reads an S3 answer's XML body with blocking reads, inside its continuations: with inline socket
-// completions that read ran on the socket engine's thread and the native server hung on its first request to RGW (5 of
-// 6 starts).
-return await CommandLine.RunAsync(command, args, blocksOnSockets: parse => parse.GetResult(s3Endpoint) is not null);
+return await CommandLine.RunAsync(command, args);

@@ -58,6 +58,8 @@ public sealed class S3Source : IFileSource, IAsyncDisposable
             Timeout = options.RequestTimeout,
             ConnectTimeout = options.ConnectTimeout,
             MaxErrorRetry = 2,
+            // The SDK's code must never run on a socket engine thread (see the factory).
+            HttpClientFactory = new S3HttpClientFactory(options.ConnectTimeout),
         };
         _s3 = new AmazonS3Client(options.Credentials, config);
         _index = S3DigestIndex.Open(options.DigestIndexPath, _log);
