@@ -60,9 +60,14 @@ start_proxy() {
   wait_port "$proxy_port"
 }
 hwm() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+# CPU time (user + system) of a running process, in clock ticks; of the client, from its own rusage.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+hz=$(getconf CLK_TCK)
+timed=(); if [ -x /usr/bin/time ]; then timed=(/usr/bin/time -f '%U %S' -o "$work/client.cpu"); fi
+secs() { awk -v t="$1" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }'; }
 # The client's own "in N ms" / "in N s": the transfer, without the client process's start.
 client_ms() {
-  "${client[@]}" big.bin --proxy "127.0.0.1:${1:-$proxy_port}" -o /dev/null 2>&1 | tee -a "$work/client.log" \
+  "${timed[@]}" "${client[@]}" big.bin --proxy "127.0.0.1:${1:-$proxy_port}" -o /dev/null 2>&1 | tee -a "$work/client.log" \
     | sed -nE 's/.* in ([0-9.]+) (ms|s), .*blake3 verified.*/\1 \2/p' | awk '{ print ($2 == "s") ? $1 * 1000 : $1 }'
 }
 sdk_ms() { dotnet "$(bin S3Read)" get "$endpoint" "$bucket" big.bin | sed -nE 's/.* in ([0-9.]+) ms,.*/\1/p'; }
@@ -81,9 +86,14 @@ for round in $(seq 1 "$rounds"); do
   [ -n "$o" ] || { echo "round $round: transfer from the origin failed; see $work/client.log" >&2; exit 1; }
   origin_all+=("$o")
   start_proxy
+  rgw=$(pgrep -x radosgw | head -1); osd=$(pgrep -x ceph-osd | head -1)
+  before=("$(ticks "$rgw")" "$(ticks "$osd")" "$(ticks "$origin")" "$(ticks "$proxy")")
   p=$(client_ms)
   [ -n "$p" ] || { echo "round $round: transfer failed; see $work/client.log" >&2; exit 1; }
   h=$(hwm "$proxy")
+  echo "round $round: CPU-seconds of the transfer through the proxy: rgw $(secs $(($(ticks "$rgw") - before[0])))," \
+    "osd $(secs $(($(ticks "$osd") - before[1]))), origin $(secs $(($(ticks "$origin") - before[2]))), proxy $(secs $(($(ticks "$proxy") - before[3])))," \
+    "client $(awk '{ printf "%.2f", $1 + $2 }' "$work/client.cpu" 2>/dev/null || echo '?') (2 cores: at most $(awk -v p="$p" 'BEGIN { printf "%.2f", 2 * p / 1000 }') in $p ms)"
   sdk_all+=("$s"); proxy_all+=("$p"); hwm_all+=("$h")
   echo "round $round: sdk alone $s ms = $(mbs "$s") MB/s; origin alone $o ms = $(mbs "$o") MB/s;" \
     "through the proxy (cold) $p ms = $(mbs "$p") MB/s;" \
