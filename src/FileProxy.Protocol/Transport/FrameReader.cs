@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using FileProxy.Protocol.Wire;
 
 namespace FileProxy.Protocol.Transport;
@@ -52,6 +53,7 @@ internal sealed class FrameReader : IDisposable
     /// its header timeout there). Throws <see cref="ProtocolException"/> on a malformed header and
     /// <see cref="EndOfStreamException"/> when the peer closes mid-frame.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // once per request and response: no box each time
     public async ValueTask<Frame?> ReadFrameAsync(Action? onFirstByte, CancellationToken cancellationToken)
     {
         var buffer = _buffer ?? throw new ObjectDisposedException(nameof(FrameReader));
@@ -85,16 +87,16 @@ internal sealed class FrameReader : IDisposable
 
     /// <summary>Reads up to <paramref name="destination"/>.Length body bytes: first what is buffered, then from the
     /// socket. Returns 0 only when the peer closed.</summary>
-    public async ValueTask<int> ReadBodyAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    public ValueTask<int> ReadBodyAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
         if (Buffered > 0)
         {
             var count = Math.Min(Buffered, destination.Length);
             _buffer.AsSpan(_start, count).CopyTo(destination.Span);
             _start += count;
-            return count;
+            return ValueTask.FromResult(count);
         }
-        return await _link.ReceiveAsync(destination, cancellationToken);
+        return _link.ReceiveAsync(destination, cancellationToken); // no state machine of ours on the way
     }
 
     public void Dispose()
@@ -106,6 +108,7 @@ internal sealed class FrameReader : IDisposable
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> FillAsync(CancellationToken cancellationToken)
     {
         var buffer = _buffer!;
@@ -120,6 +123,7 @@ internal sealed class FrameReader : IDisposable
         return read > 0;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask FillOrThrowAsync(CancellationToken cancellationToken)
     {
         if (_start > 0)

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 
 namespace FileProxy.Protocol.Transport;
 
@@ -33,6 +34,7 @@ internal sealed class SocketSender : IDisposable
     /// part way.</summary>
     public long BytesSent { get; private set; }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // every response head: no box each time
     public async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         if (_link.Tls is not null)

@@ -111,7 +111,23 @@ internal sealed partial class CacheStore : IDisposable
 
     public string TempDirectory { get; }
 
-    public static string KeyOf(SafeName name) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(name.Value)));
+    /// <summary>The entry key of a name: its SHA-256 in hex. Once per request, so the name's bytes and the hash
+    /// stay on the stack and only the key itself is allocated.</summary>
+    public static string KeyOf(SafeName name)
+    {
+        const int StackBytes = 512;
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        if (Encoding.UTF8.GetMaxByteCount(name.Value.Length) <= StackBytes)
+        {
+            Span<byte> bytes = stackalloc byte[StackBytes];
+            SHA256.HashData(bytes[..Encoding.UTF8.GetBytes(name.Value, bytes)], hash);
+        }
+        else
+        {
+            SHA256.HashData(Encoding.UTF8.GetBytes(name.Value), hash);
+        }
+        return Convert.ToHexStringLower(hash);
+    }
 
     public string ShardOf(string key) => Path.Join(EntriesDirectory, key[..2]);
 
