@@ -10,7 +10,7 @@
 # BENCH_WORK (work directory, default bench/work), BENCH_PROXY_ARGS (extra options for our proxy, e.g. --no-fsync),
 # BENCH_NO_BUILD=1 (reuse the last build), BENCH_WORKLOADS (which of a b c u to run, default all),
 # BENCH_HTTP_CLIENT=curl (fetch from nginx and Varnish with curl instead of
-# our tool's HTTP client).
+# our tool's HTTP client), BENCH_CLIENT_B (a second client executable timed beside ours in workload u: an A/B).
 # Our programs run as native executables (scripts/publish.sh), or on the .NET runtime where they cannot be linked.
 # Installs nginx, varnish, wrk, iperf3 and curl with apt-get when missing (needs root). Everything it starts is
 # stopped when it exits, and everything listens on and talks to 127.0.0.1 only.
@@ -338,16 +338,30 @@ workload_c() { # SYSTEM RUN: small files, 64 persistent connections, all hits af
 # Whole-process fetches, as a user runs them: `fileproxy-client NAME -o FILE` against `curl -o FILE` through nginx
 # and Varnish, warm hits, 4 KiB, 10 MiB and workload a's big file; u_rounds short rounds with the systems in turn,
 # so that the machine's drift hits all of them. One JSON line per fetch: wall and CPU time, peak RSS (process-time.py).
+# With BENCH_CLIENT_B (another client executable, e.g. an older build), it fetches through our proxy too, beside
+# ours, before it in odd rounds and after it in even ones: recorded as system "ours-b" (in results.jsonl, not the table).
+u_systems() { # ROUND
+  local system
+  for system in "${order[@]}"; do
+    if [[ $system == ours && -n ${BENCH_CLIENT_B:-} ]]; then
+      if (($1 % 2)); then echo ours-b ours; else echo ours ours-b; fi
+    else
+      echo "$system"
+    fi
+  done
+}
 workload_u() { # RUN
   local run_no=$1 system test name round port output=$run/out/user.bin
   for system in "${order[@]}"; do start_cache "$system" direct; done
   for round in $(seq 0 "$u_rounds"); do # round 0 fills the caches and is not recorded
     for test in u-small u-mid u-big; do
       case $test in u-small) name=small/f00000 ;; u-mid) name=user-mid.bin ;; u-big) name=big.bin ;; esac
-      for system in "${order[@]}"; do
-        port=$(port_of "$system")
+      for system in $(u_systems "$round"); do
+        port=$(port_of "${system%-b}")
         rm -f "$output"
-        if [[ $system == ours ]]; then
+        if [[ $system == ours-b ]]; then
+          set -- "$BENCH_CLIENT_B" "$name" --proxy "127.0.0.1:$port" -o "$output"
+        elif [[ $system == ours ]]; then
           set -- "$name" --proxy "127.0.0.1:$port" -o "$output"
           if ((native)); then set -- "$art/native/fileproxy-client" "$@"; else set -- dotnet "$(dll Client)" "$@"; fi
         else

@@ -455,7 +455,10 @@ internal static class Download
                 throw new NotEnoughSpaceException(
                     $"not enough disk space for {OutputName}: {response.Head.Length} bytes needed, {free} free");
             }
-            await BodyCopier.CopyToFileAsync(response, file, state.Have, state.Hash, state.Advance, cancellationToken);
+            // 4 slices (512 KiB) in flight rather than the proxy's 16: the socket's receive buffer holds what the
+            // drainer has not taken yet, and a user runs the client once per file, as they run curl. 10 MiB warm
+            // hit, native, same rounds: peak RSS 10.8 MiB instead of 12.3 (curl 10.7), the same wall and CPU.
+            await BodyCopier.CopyToFileAsync(response, file, state.Have, state.Hash, state.Advance, slices: 4, cancellationToken);
         }
 
         public override string? CannotStartOver(TransferState state) => null;

@@ -28,11 +28,17 @@ public static class BodyCopier
     /// <summary>Copies the rest of <paramref name="response"/>'s body to <paramref name="file"/> from
     /// <paramref name="fileOffset"/>, feeding <paramref name="hash"/> in order. <paramref name="written"/> is called
     /// with the file length written so far, in order, after each slice is in the file. Throws what
-    /// <see cref="TryCopyToFileAsync"/> returns as a failure.</summary>
+    /// <see cref="TryCopyToFileAsync(GetResponse, SafeFileHandle, long, ContentHasher?, Action{long}?, CancellationToken)"/> returns as a failure.</summary>
+    public static Task<long> CopyToFileAsync(GetResponse response, SafeFileHandle file, long fileOffset,
+        ContentHasher? hash, Action<long>? written, CancellationToken cancellationToken) =>
+        CopyToFileAsync(response, file, fileOffset, hash, written, Slices, cancellationToken);
+
+    /// <summary>Like <see cref="CopyToFileAsync(GetResponse, SafeFileHandle, long, ContentHasher?, Action{long}?, CancellationToken)"/>
+    /// with at most <paramref name="slices"/> slices in flight (at least 1).</summary>
     public static async Task<long> CopyToFileAsync(GetResponse response, SafeFileHandle file, long fileOffset,
-        ContentHasher? hash, Action<long>? written, CancellationToken cancellationToken)
+        ContentHasher? hash, Action<long>? written, int slices, CancellationToken cancellationToken)
     {
-        var (copied, outcome) = await TryCopyToFileAsync(response, file, fileOffset, hash, written, cancellationToken);
+        var (copied, outcome) = await TryCopyToFileAsync(response, file, fileOffset, hash, written, slices, cancellationToken);
         if (outcome.Error is { } error)
         {
             ExceptionDispatchInfo.Throw(error);
@@ -40,15 +46,19 @@ public static class BodyCopier
         return copied;
     }
 
-    /// <summary>Like <see cref="CopyToFileAsync"/>, saying how the copy ended instead of throwing: the upstream
+    /// <summary>Like <see cref="CopyToFileAsync(GetResponse, SafeFileHandle, long, ContentHasher?, Action{long}?, CancellationToken)"/>, saying how the copy ended instead of throwing: the upstream
     /// failed (<see cref="UpstreamException"/>), the file could not be written (the disk filled), or it was
     /// cancelled. Returns the body bytes received.</summary>
-    public static async Task<(long Bytes, CopyOutcome Outcome)> TryCopyToFileAsync(GetResponse response, SafeFileHandle file,
-        long fileOffset, ContentHasher? hash, Action<long>? written, CancellationToken cancellationToken)
+    public static Task<(long Bytes, CopyOutcome Outcome)> TryCopyToFileAsync(GetResponse response, SafeFileHandle file,
+        long fileOffset, ContentHasher? hash, Action<long>? written, CancellationToken cancellationToken) =>
+        TryCopyToFileAsync(response, file, fileOffset, hash, written, Slices, cancellationToken);
+
+    private static async Task<(long Bytes, CopyOutcome Outcome)> TryCopyToFileAsync(GetResponse response, SafeFileHandle file,
+        long fileOffset, ContentHasher? hash, Action<long>? written, int slices, CancellationToken cancellationToken)
     {
         // Slices are rented only once bytes are there to read, and given back whenever the sender goes quiet: a
         // thousand stalled fills hold no buffers, only their sockets.
-        var pipe = new Pipeline(file, fileOffset, hash, written);
+        var pipe = new Pipeline(file, fileOffset, hash, written, Math.Max(slices, 1));
         long received = 0;
         var reading = false;
         try
@@ -112,11 +122,11 @@ public static class BodyCopier
     }
 
     /// <summary>The ring of slices between the receiver and the drainer, under one lock.</summary>
-    private sealed class Pipeline(SafeFileHandle file, long fileOffset, ContentHasher? hash, Action<long>? written)
+    private sealed class Pipeline(SafeFileHandle file, long fileOffset, ContentHasher? hash, Action<long>? written, int slices)
     {
         private readonly Lock _gate = new();
-        private readonly Queue<(byte[] Slice, int Count)> _queued = new(Slices);
-        private readonly Stack<byte[]> _free = new(Slices);
+        private readonly Queue<(byte[] Slice, int Count)> _queued = new(slices);
+        private readonly Stack<byte[]> _free = new(slices);
         private long _position = fileOffset;
         private int _rented;
         private bool _draining;
@@ -125,8 +135,8 @@ public static class BodyCopier
         private TaskCompletionSource? _room;
         private TaskCompletionSource? _idle;
 
-        /// <summary>A free slice: one given back, a new one while fewer than <see cref="Slices"/> are out, else
-        /// waits until the drainer has freed a quarter of the ring.</summary>
+        /// <summary>A free slice: one given back, a new one while fewer than the ring's slices are out, else waits
+        /// until the drainer has freed a quarter of the ring.</summary>
         public async ValueTask<byte[]> TakeAsync(CancellationToken cancellationToken)
         {
             while (true)
@@ -139,7 +149,7 @@ public static class BodyCopier
                     {
                         return slice;
                     }
-                    if (_rented < Slices)
+                    if (_rented < slices)
                     {
                         _rented++;
                         return ArrayPool<byte>.Shared.Rent(SliceBytes);
@@ -269,7 +279,7 @@ public static class BodyCopier
                 lock (_gate)
                 {
                     _free.Push(next.Slice);
-                    if (_room is not null && (_free.Count >= Slices / 4 || _queued.Count == 0))
+                    if (_room is not null && (_free.Count >= Math.Max(slices / 4, 1) || _queued.Count == 0))
                     {
                         wake = _room;
                         _room = null;

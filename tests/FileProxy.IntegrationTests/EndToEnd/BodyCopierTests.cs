@@ -11,8 +11,11 @@ namespace FileProxy.IntegrationTests.EndToEnd;
 /// order by one drainer.</summary>
 public sealed class BodyCopierTests(ITestOutputHelper output)
 {
-    [Fact]
-    public async Task A_body_of_many_slices_lands_whole_at_the_offset_hashed_in_order_with_each_length_reported_once()
+    [Theory]
+    [InlineData(BodyCopier.Slices)] // the proxy's fill
+    [InlineData(4)] // the client's download
+    [InlineData(1)] // the receiver waits for the drainer on every slice
+    public async Task A_body_of_many_slices_lands_whole_at_the_offset_hashed_in_order_with_each_length_reported_once(int slices)
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         await using var cluster = await Cluster.StartAsync(output);
@@ -30,7 +33,7 @@ public sealed class BodyCopierTests(ITestOutputHelper output)
         long copied;
         using (var file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write))
         {
-            copied = await BodyCopier.CopyToFileAsync(response, file, offset, hash, reported.Add, deadline.Token);
+            copied = await BodyCopier.CopyToFileAsync(response, file, offset, hash, reported.Add, slices, deadline.Token);
         }
 
         copied.Should().Be(content.Length);
