@@ -33,6 +33,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
     private readonly object[] _diskLocks = [.. Enumerable.Range(0, 64).Select(_ => new object())];
     private long _bytesCached;
     private int _disposed;
+    private Task _warming = Task.CompletedTask;
 
     public CacheSource(CacheOptions options, FileClientPool upstream, ILogger? log = null)
     {
@@ -46,6 +47,34 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
     }
 
     public string Role => "proxy";
+
+    /// <summary>Opens one upstream connection in the background and leaves it idle in the pool: the first miss,
+    /// revalidation or STAT after a start then finds one ready instead of connecting on its request's path.</summary>
+    public void WarmUpstream() => _warming = WarmUpstreamAsync();
+
+    /// <summary>Upstream connections idle in the pool now.</summary>
+    internal int UpstreamIdle => _upstream.IdleCount;
+
+    private async Task WarmUpstreamAsync()
+    {
+        await Task.Yield(); // off the caller's (start-up's) path
+        try
+        {
+            if (await _upstream.WarmAsync(_shutdown.Token))
+            {
+                _log.Debug("An upstream connection to {Host}:{Port} is open and idle", _upstream.Host, _upstream.Port);
+            }
+        }
+        catch (Exception e) when (e is UpstreamException or IOException or System.Net.Sockets.SocketException)
+        {
+            _log.Information("Upstream {Host}:{Port} not reachable yet ({Reason}); the first request will connect", _upstream.Host,
+                _upstream.Port, e.Message);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopped while connecting.
+        }
+    }
 
     public string CacheDirectory => _store.Root;
 
@@ -205,6 +234,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
             fills = [.. _runningFills];
         }
         await Task.WhenAll(fills);
+        await _warming;
         await _upstream.DisposeAsync();
         if (_tier is not null)
         {

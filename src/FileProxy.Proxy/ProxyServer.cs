@@ -28,6 +28,7 @@ public static class ProxyServer
             throw;
         }
         source.LoadIndex();
+        source.WarmUpstream();
         return (listening, source);
     }
 }

@@ -23,6 +23,9 @@ public sealed class FileClientPool : IAsyncDisposable
 
     public FileClientOptions Options { get; }
 
+    /// <summary>Connections idle in the pool now.</summary>
+    public int IdleCount => _idle.Count;
+
     public async Task<FileClient> RentAsync(CancellationToken cancellationToken)
     {
         while (_idle.TryTake(out var client))
@@ -36,6 +39,21 @@ public sealed class FileClientPool : IAsyncDisposable
         var fresh = await FileClient.ConnectAsync(Host, Port, Options, cancellationToken);
         fresh.Pool = this;
         return fresh;
+    }
+
+    /// <summary>Opens one connection and leaves it idle in the pool, unless one is idle already, so that the first
+    /// request after a start does not wait for a connect (and, with TLS, a handshake). Returns whether an idle
+    /// connection is ready; a failure is the caller's to log (the upstream may simply not be up yet).</summary>
+    public async Task<bool> WarmAsync(CancellationToken cancellationToken)
+    {
+        if (!_idle.IsEmpty)
+        {
+            return true;
+        }
+        var fresh = await FileClient.ConnectAsync(Host, Port, Options, cancellationToken);
+        fresh.Pool = this;
+        await ReturnAsync(fresh);
+        return !_idle.IsEmpty;
     }
 
     /// <summary>Gives a client back; a broken one, or one past the idle limit, is closed. A client another pool

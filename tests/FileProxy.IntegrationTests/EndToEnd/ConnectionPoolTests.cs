@@ -50,4 +50,45 @@ public sealed class ConnectionPoolTests(ITestOutputHelper output)
 
         second.Should().BeSameAs(first);
     }
+
+    [Fact]
+    public async Task Warming_leaves_one_idle_connection_that_the_first_rent_uses()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using var root = new TempDirectory("fileproxy-pool");
+        root.Write("a.bin", Fetch.RandomBytes(1000, seed: 5));
+        await using var server = OriginServer.Create(root.Path, OriginServer.Loopback(), TestLog.For(output, "origin"));
+        server.Start();
+        await using var pool = new FileClientPool("127.0.0.1", server.LocalEndPoint.Port);
+
+        (await pool.WarmAsync(deadline.Token)).Should().BeTrue();
+        (await pool.WarmAsync(deadline.Token)).Should().BeTrue("one connection is idle already");
+        pool.IdleCount.Should().Be(1);
+        await Poll.UntilAsync(() => server.ActiveConnections == 1, "the origin accepted the warm connection", deadline.Token);
+        var client = await pool.RentAsync(deadline.Token);
+        var stat = await client.StatAsync("a.bin", deadline.Token);
+        await pool.ReturnAsync(client);
+
+        stat.Status.Should().Be(StatusCode.Ok);
+        server.ActiveConnections.Should().Be(1, "the second warm-up opened nothing and the rent took the warm connection");
+    }
+
+    [Fact]
+    public async Task A_started_proxy_holds_an_idle_upstream_connection_that_its_first_miss_uses()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await using var cluster = await Cluster.StartAsync(output);
+        var content = Fetch.RandomBytes(100_000, seed: 6);
+        cluster.Root.Write("a.bin", content);
+
+        await Poll.UntilAsync(() => cluster.Cache.UpstreamIdle == 1, "the proxy connected to the origin before any request",
+            deadline.Token);
+        await Poll.UntilAsync(() => cluster.Origin!.ActiveConnections == 1, "the origin accepted it", deadline.Token);
+        await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+        var result = await Fetch.GetAsync(client, "a.bin", deadline.Token);
+
+        result.Head.Source.Should().Be(ResponseSource.CacheMiss);
+        result.Body.Should().Equal(content);
+        cluster.Origin!.ActiveConnections.Should().Be(1, "the miss was fetched over the warm connection, not a new one");
+    }
 }
