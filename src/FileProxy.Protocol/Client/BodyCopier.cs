@@ -19,11 +19,13 @@ public static class BodyCopier
     /// <summary>Size of the single buffers that other copies use (a block of a cache read, a stream copy).</summary>
     public const int BlockBytes = 1024 * 1024;
 
-    /// <summary>One receive: loopback TCP hands over 64-256 KiB per receive when the sender is ahead.</summary>
-    internal const int SliceBytes = 128 * 1024;
+    /// <summary>One slice: a receive, a hash update and a write. A cache fill's bytes pass through three system
+    /// calls and the hasher per slice, and BLAKE3 runs its wide paths on long updates: 512 KiB slices took a cold
+    /// 1 GiB fill from 1.47 to 1.27 CPU-seconds in the proxy against 128 KiB ones (scripts/measure-cold-miss.sh).</summary>
+    internal const int SliceBytes = 512 * 1024;
 
     /// <summary>Slices in flight: 2 MiB, enough for the receiver to run on while the drainer writes.</summary>
-    internal const int Slices = 16;
+    internal const int Slices = 4;
 
     /// <summary>Copies the rest of <paramref name="response"/>'s body to <paramref name="file"/> from
     /// <paramref name="fileOffset"/>, feeding <paramref name="hash"/> in order. <paramref name="written"/> is called
@@ -31,14 +33,14 @@ public static class BodyCopier
     /// <see cref="TryCopyToFileAsync(GetResponse, SafeFileHandle, long, ContentHasher?, Action{long}?, CancellationToken)"/> returns as a failure.</summary>
     public static Task<long> CopyToFileAsync(GetResponse response, SafeFileHandle file, long fileOffset,
         ContentHasher? hash, Action<long>? written, CancellationToken cancellationToken) =>
-        CopyToFileAsync(response, file, fileOffset, hash, written, Slices, cancellationToken);
+        CopyToFileAsync(response, file, fileOffset, hash, written, Slices, SliceBytes, cancellationToken);
 
     /// <summary>Like <see cref="CopyToFileAsync(GetResponse, SafeFileHandle, long, ContentHasher?, Action{long}?, CancellationToken)"/>
-    /// with at most <paramref name="slices"/> slices in flight (at least 1).</summary>
+    /// with at most <paramref name="slices"/> slices of <paramref name="sliceBytes"/> in flight (at least 1).</summary>
     public static async Task<long> CopyToFileAsync(GetResponse response, SafeFileHandle file, long fileOffset,
-        ContentHasher? hash, Action<long>? written, int slices, CancellationToken cancellationToken)
+        ContentHasher? hash, Action<long>? written, int slices, int sliceBytes, CancellationToken cancellationToken)
     {
-        var (copied, outcome) = await TryCopyToFileAsync(response, file, fileOffset, hash, written, slices, cancellationToken);
+        var (copied, outcome) = await TryCopyToFileAsync(response, file, fileOffset, hash, written, slices, sliceBytes, cancellationToken);
         if (outcome.Error is { } error)
         {
             ExceptionDispatchInfo.Throw(error);
@@ -51,14 +53,14 @@ public static class BodyCopier
     /// cancelled. Returns the body bytes received.</summary>
     public static Task<(long Bytes, CopyOutcome Outcome)> TryCopyToFileAsync(GetResponse response, SafeFileHandle file,
         long fileOffset, ContentHasher? hash, Action<long>? written, CancellationToken cancellationToken) =>
-        TryCopyToFileAsync(response, file, fileOffset, hash, written, Slices, cancellationToken);
+        TryCopyToFileAsync(response, file, fileOffset, hash, written, Slices, SliceBytes, cancellationToken);
 
     private static async Task<(long Bytes, CopyOutcome Outcome)> TryCopyToFileAsync(GetResponse response, SafeFileHandle file,
-        long fileOffset, ContentHasher? hash, Action<long>? written, int slices, CancellationToken cancellationToken)
+        long fileOffset, ContentHasher? hash, Action<long>? written, int slices, int sliceBytes, CancellationToken cancellationToken)
     {
         // Slices are rented only once bytes are there to read, and given back whenever the sender goes quiet: a
         // thousand stalled fills hold no buffers, only their sockets.
-        var pipe = new Pipeline(file, fileOffset, hash, written, Math.Max(slices, 1));
+        var pipe = new Pipeline(file, fileOffset, hash, written, Math.Max(slices, 1), Math.Max(sliceBytes, 1));
         long received = 0;
         var reading = false;
         try
@@ -74,7 +76,7 @@ public static class BodyCopier
                 reading = false;
                 var slice = await pipe.TakeAsync(cancellationToken);
                 reading = true;
-                var read = await FillAsync(response, slice, cancellationToken);
+                var read = await FillAsync(response, slice, sliceBytes, cancellationToken);
                 reading = false;
                 if (read == 0)
                 {
@@ -106,12 +108,12 @@ public static class BodyCopier
 
     /// <summary>Reads until the slice is full or the body ends, but returns early rather than wait on a slow
     /// sender when some bytes are already in hand (so a fill's readers see bytes as they arrive).</summary>
-    private static async ValueTask<int> FillAsync(GetResponse response, byte[] buffer, CancellationToken cancellationToken)
+    private static async ValueTask<int> FillAsync(GetResponse response, byte[] buffer, int sliceBytes, CancellationToken cancellationToken)
     {
-        var filled = await response.ReadAsync(buffer.AsMemory(0, SliceBytes), cancellationToken);
-        while (filled > 0 && filled < SliceBytes && response.Remaining > 0 && response.HasBufferedBytes)
+        var filled = await response.ReadAsync(buffer.AsMemory(0, sliceBytes), cancellationToken);
+        while (filled > 0 && filled < sliceBytes && response.Remaining > 0 && response.HasBufferedBytes)
         {
-            var more = await response.ReadAsync(buffer.AsMemory(filled, SliceBytes - filled), cancellationToken);
+            var more = await response.ReadAsync(buffer.AsMemory(filled, sliceBytes - filled), cancellationToken);
             if (more == 0)
             {
                 break;
@@ -122,7 +124,7 @@ public static class BodyCopier
     }
 
     /// <summary>The ring of slices between the receiver and the drainer, under one lock.</summary>
-    private sealed class Pipeline(SafeFileHandle file, long fileOffset, ContentHasher? hash, Action<long>? written, int slices)
+    private sealed class Pipeline(SafeFileHandle file, long fileOffset, ContentHasher? hash, Action<long>? written, int slices, int sliceBytes)
     {
         private readonly Lock _gate = new();
         private readonly Queue<(byte[] Slice, int Count)> _queued = new(slices);
@@ -152,7 +154,7 @@ public static class BodyCopier
                     if (_rented < slices)
                     {
                         _rented++;
-                        return ArrayPool<byte>.Shared.Rent(SliceBytes);
+                        return ArrayPool<byte>.Shared.Rent(sliceBytes);
                     }
                     _room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     room = _room.Task;

@@ -12,10 +12,10 @@ namespace FileProxy.IntegrationTests.EndToEnd;
 public sealed class BodyCopierTests(ITestOutputHelper output)
 {
     [Theory]
-    [InlineData(BodyCopier.Slices)] // the proxy's fill
-    [InlineData(4)] // the client's download
-    [InlineData(1)] // the receiver waits for the drainer on every slice
-    public async Task A_body_of_many_slices_lands_whole_at_the_offset_hashed_in_order_with_each_length_reported_once(int slices)
+    [InlineData(BodyCopier.Slices, BodyCopier.SliceBytes)] // the proxy's fill
+    [InlineData(4, 128 * 1024)] // the client's download
+    [InlineData(1, 128 * 1024)] // the receiver waits for the drainer on every slice
+    public async Task A_body_of_many_slices_lands_whole_at_the_offset_hashed_in_order_with_each_length_reported_once(int slices, int sliceBytes)
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         await using var cluster = await Cluster.StartAsync(output);
@@ -33,7 +33,7 @@ public sealed class BodyCopierTests(ITestOutputHelper output)
         long copied;
         using (var file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write))
         {
-            copied = await BodyCopier.CopyToFileAsync(response, file, offset, hash, reported.Add, slices, deadline.Token);
+            copied = await BodyCopier.CopyToFileAsync(response, file, offset, hash, reported.Add, slices, sliceBytes, deadline.Token);
         }
 
         copied.Should().Be(content.Length);
