@@ -36,9 +36,7 @@ public sealed class FileClientPool : IAsyncDisposable
             }
             await client.DisposeAsync(); // broken, or closed by the server while idle (its idle timeout)
         }
-        var fresh = await FileClient.ConnectAsync(Host, Port, Options, cancellationToken);
-        fresh.Pool = this;
-        return fresh;
+        return await ConnectAsync(cancellationToken);
     }
 
     /// <summary>Opens one connection and leaves it idle in the pool, unless one is idle already, so that the first
@@ -50,10 +48,16 @@ public sealed class FileClientPool : IAsyncDisposable
         {
             return true;
         }
+        await ReturnAsync(await ConnectAsync(cancellationToken));
+        return !_idle.IsEmpty;
+    }
+
+    /// <summary>A new connection that goes back to this pool when returned.</summary>
+    private async Task<FileClient> ConnectAsync(CancellationToken cancellationToken)
+    {
         var fresh = await FileClient.ConnectAsync(Host, Port, Options, cancellationToken);
         fresh.Pool = this;
-        await ReturnAsync(fresh);
-        return !_idle.IsEmpty;
+        return fresh;
     }
 
     /// <summary>Gives a client back; a broken one, or one past the idle limit, is closed. A client another pool
