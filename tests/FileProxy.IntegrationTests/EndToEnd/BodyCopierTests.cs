@@ -8,13 +8,14 @@ using Xunit.Abstractions;
 namespace FileProxy.IntegrationTests.EndToEnd;
 
 /// <summary>The body copy the client's download and the proxy's fill share: slices received, hashed and written in
-/// order by one drainer.</summary>
+/// order, by one drainer (the proxy's ring) or inline (the client's one slice).</summary>
 public sealed class BodyCopierTests(ITestOutputHelper output)
 {
     [Theory]
     [InlineData(BodyCopier.Slices, BodyCopier.SliceBytes)] // the proxy's fill
-    [InlineData(4, 128 * 1024)] // the client's download
-    [InlineData(1, 128 * 1024)] // the receiver waits for the drainer on every slice
+    [InlineData(4, 128 * 1024)] // a ring of small slices: the drainer falls behind and the receiver waits for room
+    [InlineData(1, 512 * 1024)] // the client's download: inline, no drainer
+    [InlineData(1, 100_000)] // inline, with slices that do not divide the body
     public async Task A_body_of_many_slices_lands_whole_at_the_offset_hashed_in_order_with_each_length_reported_once(int slices, int sliceBytes)
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
@@ -44,8 +45,10 @@ public sealed class BodyCopierTests(ITestOutputHelper output)
         reported[^1].Should().Be(offset + content.Length);
     }
 
-    [Fact]
-    public async Task A_failed_write_ends_the_copy_with_that_error_instead_of_hanging()
+    [Theory]
+    [InlineData(BodyCopier.Slices, BodyCopier.SliceBytes)]
+    [InlineData(1, 512 * 1024)]
+    public async Task A_failed_write_ends_the_copy_with_that_error_instead_of_hanging(int slices, int sliceBytes)
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         await using var cluster = await Cluster.StartAsync(output);
@@ -59,7 +62,7 @@ public sealed class BodyCopierTests(ITestOutputHelper output)
         // A descriptor opened for reading: every write to it fails (EBADF).
         using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
 
-        var copy = () => BodyCopier.CopyToFileAsync(response, file, 0, null, null, deadline.Token);
+        var copy = () => BodyCopier.CopyToFileAsync(response, file, 0, null, null, slices, sliceBytes, deadline.Token);
 
         await copy.Should().ThrowAsync<Exception>().Where(e => e is IOException || e is UnauthorizedAccessException);
         deadline.IsCancellationRequested.Should().BeFalse("the failure ends the copy, not the deadline");
