@@ -4,6 +4,7 @@
 # verifies every body's BLAKE3 with --verify) and prints its per-client JSON summary and the proxy's counters.
 # Usage: scripts/measure-crowd.sh [CLIENTS=100] [MIB=50] [RUNS=3] [WORK_DIR]
 set -euo pipefail
+source "$(dirname "$0")/lib/measure.sh"
 cd "$(dirname "$0")/.."
 clients=${1:-100} mib=${2:-50} runs=${3:-3}
 work=${4:-$(mktemp -d -t fileproxy-crowd-XXXXXX)}
@@ -14,8 +15,7 @@ dll() { echo "$artifacts/bin/FileProxy.$1/release/FileProxy.$1.dll"; }
 mkdir -p "$work/root"
 [ -f "$work/root/crowd.bin" ] || head -c $((mib << 20)) /dev/urandom > "$work/root/crowd.bin"
 head -c 4096 /dev/urandom > "$work/root/prime.bin"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-origin_port=$(port)
+origin_port=$(free_port)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 dotnet "$(dll Server)" --root "$work/root" --port "$origin_port" --listen 127.0.0.1 --log-level Warning & pids+=($!)
@@ -28,7 +28,7 @@ ok = sum(1 for r in rows if r.get("ok"))
 total = max(r["total_s"] for r in rows); ttfb = statistics.median(r["ttfb_s"] for r in rows)
 print(f"{len(rows)} clients, {ok} byte-exact and verified, last done after {total:.3f} s, median first byte {ttfb*1000:.1f} ms")'; }
 for run in $(seq 1 "$runs"); do
-  proxy_port=$(port)
+  proxy_port=$(free_port)
   rm -rf "$work/cache"
   dotnet "$(dll Proxy)" 127.0.0.1 "$origin_port" "$proxy_port" --listen 127.0.0.1 --cache-dir "$work/cache" --log-level Warning &
   proxy=$!

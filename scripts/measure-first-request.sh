@@ -5,6 +5,7 @@
 # connecting to the digest checked), and their ratio. Uses 127.0.0.1 ports 19010 and 19000.
 # Usage: scripts/measure-first-request.sh [ROUNDS=5]
 set -euo pipefail
+source "$(dirname "$0")/lib/measure.sh"
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 work=$(mktemp -d -t fileproxy-first-XXXXXX)
@@ -17,7 +18,6 @@ dotnet build FileProxy.sln -c Release -v quiet -nologo >/dev/null
 mkdir -p "$work/root"
 head -c 4096 /dev/urandom >"$work/root/small.bin"
 
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; exit 1; }
 program() { # KIND NAME: the command line of one of our programs
   if [[ $1 == native ]]; then echo "$native/fileproxy-${2,,}"; else echo "dotnet src/FileProxy.$2/bin/Release/net10.0/FileProxy.$2.dll"; fi
 }
@@ -32,9 +32,9 @@ ten_gets() { # PORT: prints "first tenth" in ms
 
 # The proxy's cache, filled once beforehand, so that its first GET is a hit like its tenth.
 $(program native Server) --root "$work/root" --listen 127.0.0.1 --port 19010 --log-level Warning & origin=$!
-wait_port 19010
+wait_port 19010 200 0.05
 "$native/fileproxy-proxy" 127.0.0.1 19010 19000 --listen 127.0.0.1 --cache-dir "$work/cache" --log-level Warning & pid=$!
-wait_port 19000
+wait_port 19000 200 0.05
 "$native/fileproxy-client" small.bin --proxy 127.0.0.1:19000 -o /dev/null >/dev/null
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 
@@ -51,7 +51,7 @@ for name in Server Proxy; do
           --log-level Warning & pid=$!
         port=19000
       fi
-      wait_port "$port"
+      wait_port "$port" 200 0.05
       read -r first tenth < <(ten_gets "$port")
       printf '%-7s %-7s %6s %10s %10s %6.2f\n' "$name" "$kind" "$round" "$first" "$tenth" "$(echo "$first / $tenth" | bc -l)"
       if [[ -n $pid ]]; then kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; fi

@@ -2,6 +2,7 @@
 # Measures each process's peak RSS (VmHWM) while one large file passes origin -> proxy -> client, cold (miss)
 # and then warm (hit). Usage: scripts/measure-rss.sh [SIZE_GIB=4] [WORK_DIR]
 set -euo pipefail
+source "$(dirname "$0")/lib/measure.sh"
 cd "$(dirname "$0")/.."
 size_gib=${1:-4}
 work=${2:-$(mktemp -d -t fileproxy-rss-XXXXXX)}
@@ -17,8 +18,7 @@ if [ ! -f "$file" ] || [ "$(stat -c %s "$file")" -ne $((size_gib << 30)) ]; then
 fi
 rm -rf "$work/cache"
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-origin_port=$(port); proxy_port=$(port)
+origin_port=$(free_port); proxy_port=$(free_port)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 dotnet "$(bin Server)" --root "$work/root" --port "$origin_port" --listen 127.0.0.1 --log-level Warning & pids+=($!); origin=$!

@@ -9,6 +9,7 @@
 # not running, and stops it again at the end in that case.
 # Usage: scripts/measure-s3.sh [SIZE_MIB=1024] [ROUNDS=3] [WORK_DIR]
 set -euo pipefail
+source "$(dirname "$0")/lib/measure.sh"
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
 rounds=${2:-3}
@@ -37,9 +38,7 @@ if [ ! -f "$file" ] || [ "$(stat -c %s "$file")" -ne $((size_mib << 20)) ]; then
 fi
 dotnet "$(bin S3Read)" put "$endpoint" "$bucket" big.bin "$file"
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-origin_port=$(port); proxy_port=$(port)
+origin_port=$(free_port); proxy_port=$(free_port)
 origin=; proxy=
 cleanup() {
   for pid in $proxy $origin; do kill "$pid" 2>/dev/null || true; done
@@ -60,11 +59,8 @@ start_proxy() {
   wait_port "$proxy_port"
 }
 hwm() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
-# CPU time (user + system) of a running process, in clock ticks; of the client, from its own rusage.
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-hz=$(getconf CLK_TCK)
+# The client's CPU time comes from its own rusage (/usr/bin/time).
 timed=(); if [ -x /usr/bin/time ]; then timed=(/usr/bin/time -f '%U %S' -o "$work/client.cpu"); fi
-secs() { awk -v t="$1" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }'; }
 # The client's own "in N ms" / "in N s": the transfer, without the client process's start.
 client_ms() {
   "${timed[@]}" "${client[@]}" big.bin --proxy "127.0.0.1:${1:-$proxy_port}" -o /dev/null 2>&1 | tee -a "$work/client.log" \
@@ -87,19 +83,18 @@ for round in $(seq 1 "$rounds"); do
   origin_all+=("$o")
   start_proxy
   rgw=$(pgrep -x radosgw | head -1); osd=$(pgrep -x ceph-osd | head -1)
-  before=("$(ticks "$rgw")" "$(ticks "$osd")" "$(ticks "$origin")" "$(ticks "$proxy")")
+  before=("$(cpu_ticks "$rgw")" "$(cpu_ticks "$osd")" "$(cpu_ticks "$origin")" "$(cpu_ticks "$proxy")")
   p=$(client_ms)
   [ -n "$p" ] || { echo "round $round: transfer failed; see $work/client.log" >&2; exit 1; }
   h=$(hwm "$proxy")
-  echo "round $round: CPU-seconds of the transfer through the proxy: rgw $(secs $(($(ticks "$rgw") - before[0])))," \
-    "osd $(secs $(($(ticks "$osd") - before[1]))), origin $(secs $(($(ticks "$origin") - before[2]))), proxy $(secs $(($(ticks "$proxy") - before[3])))," \
+  echo "round $round: CPU-seconds of the transfer through the proxy: rgw $(ticks_to_secs $(($(cpu_ticks "$rgw") - before[0])))," \
+    "osd $(ticks_to_secs $(($(cpu_ticks "$osd") - before[1]))), origin $(ticks_to_secs $(($(cpu_ticks "$origin") - before[2]))), proxy $(ticks_to_secs $(($(cpu_ticks "$proxy") - before[3])))," \
     "client $(awk '{ printf "%.2f", $1 + $2 }' "$work/client.cpu" 2>/dev/null || echo '?') (2 cores: at most $(awk -v p="$p" 'BEGIN { printf "%.2f", 2 * p / 1000 }') in $p ms)"
   sdk_all+=("$s"); proxy_all+=("$p"); hwm_all+=("$h")
   echo "round $round: sdk alone $s ms = $(mbs "$s") MB/s; origin alone $o ms = $(mbs "$o") MB/s;" \
     "through the proxy (cold) $p ms = $(mbs "$p") MB/s;" \
     "ratio $(awk -v s="$s" -v p="$p" 'BEGIN { printf "%.2f", s / p }'); proxy VmHWM $h MiB"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 sm=$(median "${sdk_all[@]}"); om=$(median "${origin_all[@]}"); pm=$(median "${proxy_all[@]}")
 echo "median: sdk alone $sm ms = $(mbs "$sm") MB/s; origin alone $om ms = $(mbs "$om") MB/s" \
   "(origin/sdk $(awk -v s="$sm" -v o="$om" 'BEGIN { printf "%.2f", s / o }')); through the proxy (cold) $pm ms = $(mbs "$pm") MB/s;" \

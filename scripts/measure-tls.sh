@@ -3,6 +3,7 @@
 # with TLS on its listening side, in alternating pairs; prints each run and the medians. Loopback only.
 # usage: scripts/measure-tls.sh [SIZE_MIB=1024] [PAIRS=5]
 set -euo pipefail
+source "$(dirname "$0")/lib/measure.sh"
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
 pairs=${2:-5}
@@ -18,7 +19,6 @@ head -c "$((size_mib * 1024 * 1024))" /dev/urandom > "$work/root/big.bin"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost \
   -addext "subjectAltName=IP:127.0.0.1" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 origin=$(free_port); plain=$(free_port); tls=$(free_port)
 dotnet "$(bin Server)" --root "$work/root" --port "$origin" --listen 127.0.0.1 --log-level Warning & pids+=($!)
 dotnet "$(bin Proxy)" 127.0.0.1 "$origin" "$plain" --listen 127.0.0.1 --cache-dir "$work/c1" --no-fsync --log-level Warning & pids+=($!)
@@ -38,6 +38,5 @@ for i in $(seq "$pairs"); do
   echo "pair $i: plain ${p} s, tls ${t} s"
   plain_runs+=("$p"); tls_runs+=("$t")
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 mp=$(median "${plain_runs[@]}"); mt=$(median "${tls_runs[@]}")
 echo "warm hit, ${size_mib} MiB, whole client process: plain median ${mp} s, TLS median ${mt} s, TLS/plain $(awk -v a="$mt" -v b="$mp" 'BEGIN {printf "%.2f", a/b}')"
