@@ -27,6 +27,11 @@ public static class BodyCopier
     /// <summary>Slices in flight: 2 MiB, enough for the receiver to run on while the drainer writes.</summary>
     internal const int Slices = 4;
 
+    /// <summary>The ring's first slice, copied on the receiver's flow with what has arrived, up to this much: a
+    /// cache fill's readers get their first byte without waiting for a whole slice to be received and for the
+    /// drainer's thread to be scheduled.</summary>
+    internal const int FirstSliceBytes = 64 * 1024;
+
     /// <summary>Copies the rest of <paramref name="response"/>'s body to <paramref name="file"/> from
     /// <paramref name="fileOffset"/>, feeding <paramref name="hash"/> in order. <paramref name="written"/> is called
     /// with the file length written so far, in order, after each slice is in the file. Throws what
@@ -71,6 +76,21 @@ public static class BodyCopier
         var reading = false;
         try
         {
+            if (response.Remaining > 0)
+            {
+                reading = true;
+                if (!response.HasBufferedBytes)
+                {
+                    await response.WaitForBytesAsync(cancellationToken);
+                }
+                reading = false;
+                var first = await pipe.TakeAsync(cancellationToken);
+                reading = true;
+                var read = await FillAsync(response, first, Math.Min(FirstSliceBytes, sliceBytes), cancellationToken);
+                reading = false;
+                received += read;
+                pipe.CopyNow(first, read);
+            }
             while (true)
             {
                 reading = true;
@@ -206,6 +226,27 @@ public static class BodyCopier
                     room = _room.Task;
                 }
                 await room.WaitAsync(cancellationToken);
+            }
+        }
+
+        /// <summary>Hashes and writes a slice on the caller's flow, then gives it back; only before anything is
+        /// queued.</summary>
+        public void CopyNow(byte[] slice, int count)
+        {
+            try
+            {
+                if (count > 0)
+                {
+                    var data = slice.AsSpan(0, count);
+                    hash?.Append(data);
+                    RandomAccess.Write(file, data, _position);
+                    _position += count;
+                    written?.Invoke(_position);
+                }
+            }
+            finally
+            {
+                Release(slice);
             }
         }
 
