@@ -29,6 +29,7 @@ internal sealed class Fill
     private readonly TaskCompletionSource<ResponseHead> _head = new();
     private TaskCompletionSource _progress = new();
     private long _written;
+    private bool _advanced;
     private int _pins = 1; // the fill's own, released by EndRun
     private volatile FillState _state;
     private Offer? _offered;
@@ -133,10 +134,22 @@ internal sealed class Fill
     /// <summary>Takes the offered upstream answer (once, for one reader); null when taken or none.</summary>
     public Offer? TakeOffered() => Interlocked.Exchange(ref _offered, null);
 
+    /// <summary>The file holds <paramref name="written"/> bytes now; wakes the readers waiting for them. Called in
+    /// order, by one flow at a time.</summary>
     public void Advance(long written)
     {
         Volatile.Write(ref _written, written);
         Interlocked.Exchange(ref _progress, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        if (!_advanced)
+        {
+            // The first bytes just went out to the readers waiting from the start (inline, see _progress): give this
+            // core away once, so that their clients, woken by those bytes, run before this flow takes the core back
+            // for the rest of the file. On 2 cores busy with the origin's send and this receive, a woken client
+            // otherwise waited for the end of a scheduler slice (a cold miss's first byte, interleaved medians at load
+            // 8-12: 3.3-3.8 -> 2.0-2.4 ms; docs/BENCHMARKS.md).
+            _advanced = true;
+            Thread.Yield();
+        }
     }
 
     /// <summary>Moves the verified temporary file into the cache (the commit point; <paramref name="store"/> rolls
