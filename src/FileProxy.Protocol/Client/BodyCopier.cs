@@ -12,7 +12,9 @@ namespace FileProxy.Protocol.Client;
 /// them in order, hashes each and writes it while it is still in the cache, and gives it back. Receiving and
 /// hashing run at once, on two cores; there is no thread hop per slice: the drainer is one thread-pool work item
 /// that runs for as long as slices are queued, and the receiver waits for room only when the drainer is a quarter
-/// of the ring behind. Used by the client's download and the proxy's cache fill.
+/// of the ring behind. The first slice (<see cref="FirstSliceBytes"/>, what has arrived) is hashed and written on
+/// the caller's flow before the ring starts, so the first bytes reach the file without a thread hop. Used by the
+/// client's download and the proxy's cache fill.
 /// </summary>
 public static class BodyCopier
 {
