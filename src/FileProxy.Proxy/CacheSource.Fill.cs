@@ -61,6 +61,7 @@ public sealed partial class CacheSource
             }
             if (fill.TooLargeToCache)
             {
+                await Task.Yield(); // off the fill's flow (Fill's head runs its waiters inline): this relays a whole file
                 var wholeFile = request.Offset == 0 && request.Length >= (ulong)upstreamHead.File!.Size
                     && (request.IfVersion.Length == 0 || request.IfVersion == upstreamHead.File.Version);
                 if (wholeFile && fill.TakeOffered() is { } offered)

@@ -12,7 +12,9 @@ namespace FileProxy.Protocol.Client;
 /// them in order, hashes each and writes it while it is still in the cache, and gives it back. Receiving and
 /// hashing run at once, on two cores; there is no thread hop per slice: the drainer is one thread-pool work item
 /// that runs for as long as slices are queued, and the receiver waits for room only when the drainer is a quarter
-/// of the ring behind. Used by the client's download and the proxy's cache fill.
+/// of the ring behind. The first slice (<see cref="FirstSliceBytes"/>, what has arrived) is hashed and written on
+/// the caller's flow before the ring starts, so the first bytes reach the file without a thread hop. Used by the
+/// client's download and the proxy's cache fill.
 /// </summary>
 public static class BodyCopier
 {
@@ -26,6 +28,11 @@ public static class BodyCopier
 
     /// <summary>Slices in flight: 2 MiB, enough for the receiver to run on while the drainer writes.</summary>
     internal const int Slices = 4;
+
+    /// <summary>The ring's first slice, copied on the receiver's flow with what has arrived, up to this much: a
+    /// cache fill's readers get their first byte without waiting for a whole slice to be received and for the
+    /// drainer's thread to be scheduled.</summary>
+    internal const int FirstSliceBytes = 64 * 1024;
 
     /// <summary>Copies the rest of <paramref name="response"/>'s body to <paramref name="file"/> from
     /// <paramref name="fileOffset"/>, feeding <paramref name="hash"/> in order. <paramref name="written"/> is called
@@ -71,6 +78,21 @@ public static class BodyCopier
         var reading = false;
         try
         {
+            if (response.Remaining > 0)
+            {
+                reading = true;
+                if (!response.HasBufferedBytes)
+                {
+                    await response.WaitForBytesAsync(cancellationToken);
+                }
+                reading = false;
+                var first = await pipe.TakeAsync(cancellationToken);
+                reading = true;
+                var read = await FillAsync(response, first, Math.Min(FirstSliceBytes, sliceBytes), cancellationToken);
+                reading = false;
+                received += read;
+                pipe.CopyNow(first, read);
+            }
             while (true)
             {
                 reading = true;
@@ -206,6 +228,27 @@ public static class BodyCopier
                     room = _room.Task;
                 }
                 await room.WaitAsync(cancellationToken);
+            }
+        }
+
+        /// <summary>Hashes and writes a slice on the caller's flow, then gives it back; only before anything is
+        /// queued.</summary>
+        public void CopyNow(byte[] slice, int count)
+        {
+            try
+            {
+                if (count > 0)
+                {
+                    var data = slice.AsSpan(0, count);
+                    hash?.Append(data);
+                    RandomAccess.Write(file, data, _position);
+                    _position += count;
+                    written?.Invoke(_position);
+                }
+            }
+            finally
+            {
+                Release(slice);
             }
         }
 

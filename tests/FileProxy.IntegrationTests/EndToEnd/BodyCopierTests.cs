@@ -45,6 +45,29 @@ public sealed class BodyCopierTests(ITestOutputHelper output)
         reported[^1].Should().Be(offset + content.Length);
     }
 
+    [Fact]
+    public async Task The_ring_reports_its_first_bytes_before_a_whole_slice_is_in()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await using var cluster = await Cluster.StartAsync(output);
+        var content = Fetch.RandomBytes(BodyCopier.SliceBytes * 3, seed: 93);
+        cluster.Root.Write("first.bin", content);
+        using var scratch = new TempDirectory("fileproxy-copier");
+        await using var client = await cluster.ConnectOriginAsync(deadline.Token);
+        await using var response = await client.GetAsync(new GetRequest("first.bin"), deadline.Token);
+        // The whole body is on its way at once, so a receiver that filled its slice first would report 512 KiB.
+        await response.WaitForBytesAsync(deadline.Token);
+        var reported = new List<long>();
+
+        using (var file = File.OpenHandle(Path.Join(scratch.Path, "out.bin"), FileMode.CreateNew, FileAccess.Write))
+        {
+            await BodyCopier.CopyToFileAsync(response, file, 0, null, reported.Add, deadline.Token);
+        }
+
+        reported[0].Should().BeInRange(1, BodyCopier.FirstSliceBytes, "a cache fill's readers get the first bytes that are in, not a whole slice");
+        reported[^1].Should().Be(content.Length);
+    }
+
     [Theory]
     [InlineData(BodyCopier.Slices, BodyCopier.SliceBytes)]
     [InlineData(1, 512 * 1024)]
