@@ -8,6 +8,7 @@
 #   a directory may hold a wrapper script instead of a program (to A/B an environment switch in one build).
 # Listens on 127.0.0.1 only, on free ports; everything it starts is stopped when it exits.
 set -euo pipefail
+source "$(dirname "$0")/lib/measure.sh"
 rounds=$1
 size_mib=$2
 shift 2
@@ -20,26 +21,23 @@ mkdir -p "$work/root" "$work/out"
 head -c $((size_mib << 20)) /dev/urandom >"$work/root/big.bin"
 head -c 65536 /dev/urandom >"$work/root/prime.bin"
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 declare -A origin_port all
 for dir in "${dirs[@]}"; do
-  origin_port[$dir]=$(port)
+  origin_port[$dir]=$(free_port)
   "$dir/fileproxy-server" --root "$work/root" --port "${origin_port[$dir]}" --listen 127.0.0.1 --log-level Warning &
   pids+=($!)
-  wait_port "${origin_port[$dir]}"
+  wait_port "${origin_port[$dir]}" 100 0.05
   "$dir/fileproxy-bench" get big.bin --proxy "127.0.0.1:${origin_port[$dir]}" >/dev/null # the origin hashes it once
 done
 for round in $(seq 1 "$rounds"); do
   for dir in "${dirs[@]}"; do
-    proxy_port=$(port)
+    proxy_port=$(free_port)
     rm -rf "$work/cache"
     "$dir/fileproxy-proxy" 127.0.0.1 "${origin_port[$dir]}" "$proxy_port" --listen 127.0.0.1 --cache-dir "$work/cache" \
       --revalidate-after 1d --log-level Warning &
     proxy=$!
-    wait_port "$proxy_port"
+    wait_port "$proxy_port" 100 0.05
     "$dir/fileproxy-bench" get prime.bin --proxy "127.0.0.1:$proxy_port" --warmup prime.bin >/dev/null
     line=$("$dir/fileproxy-bench" get big.bin --proxy "127.0.0.1:$proxy_port" --warmup prime.bin -o "$work/out/big.bin")
     rm -f "$work/out/big.bin"*
