@@ -235,7 +235,8 @@ public sealed partial class ProtocolServer : IAsyncDisposable
     /// there, is read and answered (a hit's head and first sendfile) before the next accept. Queued to the thread
     /// pool instead, the connection's start waited behind every running body's send turn: in bench workload b
     /// (50 clients, 100 MiB hits) 11 ms from accept to the request's read under strace, median first byte 1.35-1.85
-    /// of the best other cache. Outside <see cref="_connectionsLock"/>, whose slot the accept loop reserved.
+    /// of the best other cache. Outside <see cref="_connectionsLock"/>, whose slot the accept loop reserved. A TLS
+    /// connection still starts on the thread pool (<see cref="RunConnectionAsync"/>).
     /// </summary>
     private void StartConnection(Socket socket, long id, IPAddress address)
     {
@@ -339,6 +340,10 @@ public sealed partial class ProtocolServer : IAsyncDisposable
 
     private async Task RunConnectionAsync(Socket socket, long id)
     {
+        if (_options.TlsCertificate is not null)
+        {
+            await Task.Yield(); // a TLS handshake's signature is CPU work: not on the accept loop, one at a time
+        }
         var log = _log.ForContext("ConnectionId", id).ForContext("RemoteEndPoint", socket.RemoteEndPoint);
         try
         {
