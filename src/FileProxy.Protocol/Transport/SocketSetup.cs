@@ -9,6 +9,7 @@ public static class SocketSetup
 {
     private const int IpProtoTcp = 6;
     private const int TcpUserTimeout = 18;
+    private const int TcpNotSentLowat = 25;
     private const int SolSocket = 1;
     private const int SoReuseAddr = 2;
 
@@ -20,6 +21,12 @@ public static class SocketSetup
 
     /// <summary>Send and receive buffers large enough to keep loopback and fast links busy.</summary>
     public const int SocketBufferBytes = 4 * 1024 * 1024;
+
+    /// <summary>The send buffer of a connection a server accepted (the kernel doubles it for its bookkeeping).</summary>
+    public const int ServedSendBufferBytes = 1024 * 1024;
+
+    /// <summary>Unsent bytes a served connection queues before a send waits (TCP_NOTSENT_LOWAT).</summary>
+    public const int ServedNotSentBytes = 512 * 1024;
 
     public static Socket Listen(IPEndPoint endPoint, bool mptcp, int backlog = 1024)
     {
@@ -115,6 +122,37 @@ public static class SocketSetup
             && Interlocked.Exchange(ref _userTimeoutRefusalLogged, 1) == 0)
         {
             LogUserTimeoutRefused(socket, Log.ForContext(typeof(SocketSetup)));
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Configure"/> for a connection a server accepted, whose bodies it sends: a 1 MiB send buffer and
+    /// at most 512 KiB unsent. A client that reads its connections in turn (as .NET does with inline socket
+    /// completions: a read that finds bytes waiting completes at once, so one connection keeps the thread while its
+    /// socket has data) stays on whichever connection the server keeps topped up. With 4 MiB buffers (8 MiB to the
+    /// kernel) bench workload b's client read one 100 MiB hit for up to 145 ms at a stretch (perf trace) while the
+    /// other 49 waited for their heads: median first byte 97-111 ms, nginx 60. With these: 47 ms, and all 50 done
+    /// in 0.80 s instead of 1.13. The price is a window of about 2 MiB per round trip on one plain TCP connection
+    /// (200 MB/s at 10 ms, 20 MB/s at 100 ms); MPTCP connections keep the kernel's autotuning as before.
+    /// </summary>
+    public static void ConfigureServed(Socket socket, bool mptcp = false)
+    {
+        Configure(socket, mptcp);
+        if (mptcp && Mptcp.IsMptcpSocket(socket))
+        {
+            return;
+        }
+        socket.SendBufferSize = ServedSendBufferBytes;
+        if (OperatingSystem.IsLinux())
+        {
+            try
+            {
+                socket.SetRawSocketOption(IpProtoTcp, TcpNotSentLowat, BitConverter.GetBytes(ServedNotSentBytes));
+            }
+            catch (SocketException)
+            {
+                // An older kernel without it: the send buffer alone still bounds what one connection queues.
+            }
         }
     }
 
