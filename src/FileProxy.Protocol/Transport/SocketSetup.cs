@@ -126,14 +126,16 @@ public static class SocketSetup
     }
 
     /// <summary>
-    /// <see cref="Configure"/> for a connection a server accepted, whose bodies it sends: a 1 MiB send buffer and
-    /// at most 512 KiB unsent. A client that reads its connections in turn (as .NET does with inline socket
-    /// completions: a read that finds bytes waiting completes at once, so one connection keeps the thread while its
-    /// socket has data) stays on whichever connection the server keeps topped up. With 4 MiB buffers (8 MiB to the
-    /// kernel) bench workload b's client read one 100 MiB hit for up to 145 ms at a stretch (perf trace) while the
-    /// other 49 waited for their heads: median first byte 97-111 ms, nginx 60. With these: 47 ms, and all 50 done
-    /// in 0.80 s instead of 1.13. The price is a window of about 2 MiB per round trip on one plain TCP connection
-    /// (200 MB/s at 10 ms, 20 MB/s at 100 ms); MPTCP connections keep the kernel's autotuning as before.
+    /// <see cref="Configure"/> for a connection a server accepted, whose bodies it sends: at most 512 KiB unsent
+    /// (TCP_NOTSENT_LOWAT), and on a short path a 1 MiB send buffer. A client that reads its connections in turn (as
+    /// .NET does with inline socket completions: a read that finds bytes waiting completes at once, so one connection
+    /// keeps the thread while its socket has data) stays on whichever connection the server keeps topped up. With 4
+    /// MiB buffers (8 MiB to the kernel) bench workload b's client read one 100 MiB hit for up to 145 ms at a stretch
+    /// (perf trace) while the other 49 waited for their heads: median first byte 97-111 ms, nginx 60. Unsent bytes
+    /// bounded alone: first byte 53 ms, all 50 done in 1.15 s; with the 1 MiB buffer too: 60 ms and 0.83 s
+    /// (docs/BENCHMARKS.md). A 1 MiB buffer is a window of about 2 MiB per round trip, so it is set only where the
+    /// handshake's round trip is under <see cref="ShortPathRtt"/> (2 GB/s and more); a longer path keeps the 4 MiB
+    /// buffers (80 MB/s at 100 ms), as MPTCP connections keep the kernel's autotuning.
     /// </summary>
     public static void ConfigureServed(Socket socket, bool mptcp = false)
     {
@@ -142,19 +144,33 @@ public static class SocketSetup
         {
             return;
         }
-        socket.SendBufferSize = ServedSendBufferBytes;
-        if (OperatingSystem.IsLinux())
+        if (!OperatingSystem.IsLinux())
         {
-            try
-            {
-                socket.SetRawSocketOption(IpProtoTcp, TcpNotSentLowat, BitConverter.GetBytes(ServedNotSentBytes));
-            }
-            catch (SocketException)
-            {
-                // An older kernel without it: the send buffer alone still bounds what one connection queues.
-            }
+            return;
+        }
+        if (ServedSendBuffer(TcpInfo.Read(socket)?.Rtt) is { } bytes)
+        {
+            socket.SendBufferSize = bytes;
+        }
+        try
+        {
+            socket.SetRawSocketOption(IpProtoTcp, TcpNotSentLowat, BitConverter.GetBytes(ServedNotSentBytes));
+        }
+        catch (SocketException)
+        {
+            // An older kernel without it: the send buffer alone bounds what one connection queues.
         }
     }
+
+    /// <summary>Round trips shorter than this (the handshake's, TCP_INFO tcpi_rtt) count as a short path: loopback,
+    /// a LAN.</summary>
+    public static readonly TimeSpan ShortPathRtt = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>The send buffer for a served connection whose handshake took <paramref name="rttMicroseconds"/>:
+    /// <see cref="ServedSendBufferBytes"/> on a short path, null (keep <see cref="SocketBufferBytes"/>) on a longer
+    /// one or when the kernel has no sample yet (0).</summary>
+    public static int? ServedSendBuffer(uint? rttMicroseconds) =>
+        rttMicroseconds is > 0 and { } rtt && rtt < ShortPathRtt.TotalMicroseconds ? ServedSendBufferBytes : null;
 
     /// <summary>TCP_USER_TIMEOUT = <see cref="UnacknowledgedTimeout"/>; false where the socket refuses it: MPTCP
     /// sockets do (Linux 6.18: ENOPROTOOPT, "Protocol not available"). Keep-alive and the programs' own idle and stall

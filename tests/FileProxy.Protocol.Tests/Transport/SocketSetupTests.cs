@@ -25,6 +25,16 @@ public sealed class SocketSetupTests
         pair.Local.NoDelay.Should().BeTrue();
     }
 
+    [Theory]
+    [InlineData(30u, SocketSetup.ServedSendBufferBytes)] // loopback
+    [InlineData(900u, SocketSetup.ServedSendBufferBytes)] // a LAN
+    [InlineData(1_000u, null)] // from 1 ms on, a 2 MiB window would cap the connection
+    [InlineData(100_000u, null)] // 100 ms: keeps the 4 MiB buffers
+    [InlineData(0u, null)] // no sample yet
+    [InlineData(null, null)] // no TCP_INFO
+    public void A_served_connection_sends_from_the_small_buffer_only_on_a_short_path(uint? rttMicroseconds, int? expected) =>
+        SocketSetup.ServedSendBuffer(rttMicroseconds).Should().Be(expected);
+
     private static int NotSentLowat(Socket socket)
     {
         var value = new byte[4];
