@@ -157,11 +157,8 @@ public static class BodyCopier
                 {
                     return (received, CopyOutcome.Success);
                 }
-                var data = buffer.AsSpan(0, read);
-                hash?.Append(data);
-                RandomAccess.Write(file, data, fileOffset + received);
+                Land(buffer.AsSpan(0, read), file, fileOffset + received, hash, written);
                 received += read;
-                written?.Invoke(fileOffset + received);
             }
         }
         catch (Exception e) when (e is UpstreamException or IOException or UnauthorizedAccessException or OperationCanceledException)
@@ -172,6 +169,15 @@ public static class BodyCopier
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>Hashes <paramref name="data"/> (the body's next bytes, in order), writes it to the file at
+    /// <paramref name="position"/> and reports the file's new length.</summary>
+    private static void Land(ReadOnlySpan<byte> data, SafeFileHandle file, long position, ContentHasher? hash, Action<long>? written)
+    {
+        hash?.Append(data);
+        RandomAccess.Write(file, data, position);
+        written?.Invoke(position + data.Length);
     }
 
     /// <summary>Reads until the slice is full or the body ends, but returns early rather than wait on a slow
@@ -239,11 +245,8 @@ public static class BodyCopier
             {
                 if (count > 0)
                 {
-                    var data = slice.AsSpan(0, count);
-                    hash?.Append(data);
-                    RandomAccess.Write(file, data, _position);
+                    Land(slice.AsSpan(0, count), file, _position, hash, written);
                     _position += count;
-                    written?.Invoke(_position);
                 }
             }
             finally
@@ -354,11 +357,8 @@ public static class BodyCopier
                 }
                 try
                 {
-                    var data = next.Slice.AsSpan(0, next.Count);
-                    hash?.Append(data);
-                    RandomAccess.Write(file, data, _position);
+                    Land(next.Slice.AsSpan(0, next.Count), file, _position, hash, written);
                     _position += next.Count;
-                    written?.Invoke(_position);
                 }
                 catch (Exception e)
                 {
