@@ -1,5 +1,6 @@
 using FileProxy.IntegrationTests.Infrastructure;
 using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Wire;
 using FileProxy.Server;
 using Xunit.Abstractions;
@@ -13,12 +14,8 @@ public sealed class ConnectionPoolTests(ITestOutputHelper output)
     public async Task A_pooled_connection_the_server_closed_while_idle_is_not_handed_out_again()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        using var root = new TempDirectory("fileproxy-pool");
-        root.Write("a.bin", Fetch.RandomBytes(1000, seed: 5));
-        await using var server = OriginServer.Create(root.Path,
-            OriginServer.Loopback() with { IdleTimeout = TimeSpan.FromMilliseconds(300) }, TestLog.For(output, "origin"));
-        server.Start();
-        await using var pool = new FileClientPool("127.0.0.1", server.LocalEndPoint.Port);
+        await using var origin = PooledOrigin.Start(output, TimeSpan.FromMilliseconds(300));
+        var (server, pool) = (origin.Server, origin.Pool);
 
         var first = await pool.RentAsync(deadline.Token);
         (await first.StatAsync("a.bin", deadline.Token)).Status.Should().Be(StatusCode.Ok);
@@ -36,11 +33,8 @@ public sealed class ConnectionPoolTests(ITestOutputHelper output)
     public async Task A_pooled_connection_that_is_still_open_is_reused()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        using var root = new TempDirectory("fileproxy-pool");
-        root.Write("a.bin", Fetch.RandomBytes(1000, seed: 5));
-        await using var server = OriginServer.Create(root.Path, OriginServer.Loopback(), TestLog.For(output, "origin"));
-        server.Start();
-        await using var pool = new FileClientPool("127.0.0.1", server.LocalEndPoint.Port);
+        await using var origin = PooledOrigin.Start(output);
+        var (server, pool) = (origin.Server, origin.Pool);
 
         var first = await pool.RentAsync(deadline.Token);
         (await first.StatAsync("a.bin", deadline.Token)).Status.Should().Be(StatusCode.Ok);
@@ -55,11 +49,8 @@ public sealed class ConnectionPoolTests(ITestOutputHelper output)
     public async Task Warming_leaves_one_idle_connection_that_the_first_rent_uses()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        using var root = new TempDirectory("fileproxy-pool");
-        root.Write("a.bin", Fetch.RandomBytes(1000, seed: 5));
-        await using var server = OriginServer.Create(root.Path, OriginServer.Loopback(), TestLog.For(output, "origin"));
-        server.Start();
-        await using var pool = new FileClientPool("127.0.0.1", server.LocalEndPoint.Port);
+        await using var origin = PooledOrigin.Start(output);
+        var (server, pool) = (origin.Server, origin.Pool);
 
         (await pool.WarmAsync(deadline.Token)).Should().BeTrue();
         (await pool.WarmAsync(deadline.Token)).Should().BeTrue("one connection is idle already");
@@ -90,5 +81,44 @@ public sealed class ConnectionPoolTests(ITestOutputHelper output)
         result.Head.Source.Should().Be(ResponseSource.CacheMiss);
         result.Body.Should().Equal(content);
         cluster.Origin!.ActiveConnections.Should().Be(1, "the miss was fetched over the warm connection, not a new one");
+    }
+
+    /// <summary>An origin serving a.bin (1000 bytes) on loopback, with an optional idle timeout, and a pool of
+    /// connections to it; disposes all three.</summary>
+    private sealed class PooledOrigin : IAsyncDisposable
+    {
+        private readonly TempDirectory _root;
+
+        private PooledOrigin(TempDirectory root, ProtocolServer server)
+        {
+            _root = root;
+            Server = server;
+            Pool = new FileClientPool("127.0.0.1", server.LocalEndPoint.Port);
+        }
+
+        public ProtocolServer Server { get; }
+
+        public FileClientPool Pool { get; }
+
+        public static PooledOrigin Start(ITestOutputHelper output, TimeSpan? idleTimeout = null)
+        {
+            var root = new TempDirectory("fileproxy-pool");
+            root.Write("a.bin", Fetch.RandomBytes(1000, seed: 5));
+            var options = OriginServer.Loopback();
+            if (idleTimeout is { } timeout)
+            {
+                options = options with { IdleTimeout = timeout };
+            }
+            var server = OriginServer.Create(root.Path, options, TestLog.For(output, "origin"));
+            server.Start();
+            return new PooledOrigin(root, server);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Pool.DisposeAsync();
+            await Server.DisposeAsync();
+            _root.Dispose();
+        }
     }
 }
