@@ -71,7 +71,15 @@ if has avx512f avx512bw avx512cd avx512dq avx512vl; then
 elif ! has avx2; then
   isa=(-p:IlcInstructionSet=x86-64-v2)
 fi
-if ! dotnet publish "$art/publish.slnx" -c Release -r linux-x64 "${isa[@]}" --artifacts-path "$art" -v quiet -nologo >"$art/publish.log" 2>&1; then
+# BLAKE3's C implementation (scripts/blake3.sh), linked in when it can be built: about 6 GB/s a core against 3.3 for
+# the managed package.
+blake3=()
+if lib=$(scripts/blake3.sh "$repo/artifacts/blake3"); then
+  blake3=(-p:FileProxyBlake3Library="$lib/libblake3.a")
+else
+  echo "publishing with the managed BLAKE3 (slower hashing)" >&2
+fi
+if ! dotnet publish "$art/publish.slnx" -c Release -r linux-x64 "${isa[@]}" "${blake3[@]}" --artifacts-path "$art" -v quiet -nologo >"$art/publish.log" 2>&1; then
   grep -E 'error|warning' "$art/publish.log" | sort -u >&2 || cat "$art/publish.log" >&2
   echo "publishing failed; the whole log is in $art/publish.log" >&2
   exit 1

@@ -20,9 +20,9 @@ public readonly struct ContentDigest : IEquatable<ContentDigest>
 
     public static ContentDigest Of(ReadOnlySpan<byte> content)
     {
-        Span<byte> digest = stackalloc byte[Length];
-        Blake3.Hasher.Hash(content, digest);
-        return new ContentDigest(digest);
+        using var hash = new ContentHasher();
+        hash.Append(content);
+        return hash.Finish();
     }
 
     public static ContentDigest Parse(string hex) => new(Convert.FromHexString(hex));
