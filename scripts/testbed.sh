@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# The multipath test network: network namespaces joined by veth pairs, each end shaped to 100 Mbit/s,
-# with kernel MPTCP set up so a connection opens a second subflow over the second path.
+# The multipath test network: network namespaces joined by paths through a middle namespace (a bridge per path,
+# shaped to 100 Mbit/s each way), with kernel MPTCP set up so a connection opens a second subflow over the second path.
 # Addresses only from 198.18.0.0/15 (set aside for benchmarking networks), only inside namespaces made here.
 #
 #   scripts/testbed.sh up PREFIX [direct|proxy]    build it (fails clearly if PREFIX already exists)
 #   scripts/testbed.sh down PREFIX                 remove everything it made; safe to call twice
 #   scripts/testbed.sh shared PREFIX on|off        route both server addresses through path 0 (every hop)
-#   scripts/testbed.sh rate PREFIX PATH RATE       change the rate of path PATH on both ends, e.g. 20mbit
+#   scripts/testbed.sh rate PREFIX PATH RATE       change the rate of path PATH, each way, e.g. 20mbit
 #   scripts/testbed.sh link PREFIX PATH up|down    take path PATH down or up (both ends)
 #   scripts/testbed.sh exec PREFIX cli|srv|pxy CMD [ARGS...]
 #
-# Namespaces PREFIX-cli, PREFIX-srv (and PREFIX-pxy). Inside each namespace, the interface of path N is "pN"
-# on both of its ends.
+# Namespaces PREFIX-cli, PREFIX-srv (and PREFIX-pxy), and PREFIX-net in the middle. Inside each end's namespace,
+# the interface of path N is "pN"; in PREFIX-net, path N is bridge bN over lN (left end) and rN (right end).
 #   direct: path 0  cli 198.18.0.1/24 <-> srv 198.18.0.2/24     path 1  cli 198.18.1.1/24 <-> srv 198.18.1.2/24
 #   proxy:  path 0  cli 198.18.0.1/24 <-> pxy 198.18.0.2/24     path 1  cli 198.18.1.1/24 <-> pxy 198.18.1.2/24
 #           path 2  pxy 198.18.2.1/24 <-> srv 198.18.2.2/24     path 3  pxy 198.18.3.1/24 <-> srv 198.18.3.2/24
 # Exit codes: 0 done, 1 failed, 2 usage, 3 this machine cannot build it (not root, no namespaces, tc or MPTCP).
 set -euo pipefail
 
-readonly SHAPE=(burst 64kb latency 20ms)
+readonly SHAPE=(burst 64kb latency 5ms)
 readonly DEFAULT_RATE=100mbit
+# Every flow here uses one congestion control, whatever the host's default: loss-based Reno, the TCP the AMP paper's
+# flows compete with (a namespace may only pick from net.ipv4.tcp_allowed_congestion_control, which always holds
+# reno). With BBR (this machine's default) even one plain connection against another split 83/17 through the
+# shared bottleneck, the later one winning; with Reno, 50/50 (docs/BENCHMARKS.md, "Multipath fairness").
+readonly CONGESTION_CONTROL=${TESTBED_CC:-reno}
 readonly STATE_ROOT=/run/fileproxy-testbed
 
 usage() {
@@ -68,14 +73,25 @@ paths_of() {
 add_path() {
     local prefix=$1 topology=$2 path=$3 left right
     read -r left right < <(ends_of "$topology" "$path")
-    ip link add "p$path" netns "$prefix-$left" type veth peer name "p$path" netns "$prefix-$right"
+    # Each end's pN leads to the middle namespace, where bridge bN joins lN (towards the left end) and rN (towards
+    # the right end). The shaping is on lN's and rN's egress: a queue in the path, as a router's would be, not on the
+    # sending host's own device, where TCP small queues would hold a newly started flow to a couple of packets in
+    # the queue at a time behind an established one (one connection against one split 4/96 that way).
+    ip link add "p$path" netns "$prefix-$left" type veth peer name "l$path" netns "$prefix-net"
+    ip link add "p$path" netns "$prefix-$right" type veth peer name "r$path" netns "$prefix-net"
+    ip -n "$prefix-net" link add "b$path" type bridge
     ip -n "$prefix-$left" address add "198.18.$path.1/24" dev "p$path"
     ip -n "$prefix-$right" address add "198.18.$path.2/24" dev "p$path"
-    local ns
+    local ns dev
     for ns in "$prefix-$left" "$prefix-$right"; do
         ip -n "$ns" link set "p$path" up
-        tc -n "$ns" qdisc add dev "p$path" root tbf rate "$DEFAULT_RATE" "${SHAPE[@]}" \
-            || unavailable "tc tbf on p$path in $ns failed"
+    done
+    ip -n "$prefix-net" link set "b$path" up
+    for dev in "l$path" "r$path"; do
+        ip -n "$prefix-net" link set "$dev" master "b$path"
+        ip -n "$prefix-net" link set "$dev" up
+        tc -n "$prefix-net" qdisc add dev "$dev" root tbf rate "$DEFAULT_RATE" "${SHAPE[@]}" \
+            || unavailable "tc tbf on $dev in $prefix-net failed"
     done
 }
 
@@ -88,7 +104,7 @@ cmd_up() {
     command -v tc >/dev/null || unavailable "'tc' is not installed"
     local roles=(cli srv) role
     [[ "$topology" == proxy ]] && roles+=(pxy)
-    for role in "${roles[@]}"; do
+    for role in "${roles[@]}" net; do
         [[ ! -e "/run/netns/$prefix-$role" ]] || fail "namespace $prefix-$role already exists (run: $0 down $prefix)"
     done
     [[ ! -e "$STATE_ROOT/$prefix" ]] || fail "test network '$prefix' already exists (run: $0 down $prefix)"
@@ -102,11 +118,14 @@ cmd_up() {
         ip netns add "$prefix-$role" 2>/dev/null || unavailable "cannot create network namespace $prefix-$role"
         ip -n "$prefix-$role" link set lo up
         ip netns exec "$prefix-$role" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+        ip netns exec "$prefix-$role" sysctl -qw net.ipv4.tcp_congestion_control="$CONGESTION_CONTROL" \
+            || unavailable "cannot use TCP congestion control '$CONGESTION_CONTROL' in a namespace (see net.ipv4.tcp_allowed_congestion_control)"
         [[ "$(ip netns exec "$prefix-$role" sysctl -n net.mptcp.enabled 2>/dev/null)" == 1 ]] \
             || unavailable "the kernel has no MPTCP, or net.mptcp.enabled is 0"
         ip -n "$prefix-$role" mptcp limits set subflow 4 add_addr_accepted 4 2>/dev/null \
             || unavailable "'ip mptcp limits' failed (kernel or iproute2 without MPTCP path manager)"
     done
+    ip netns add "$prefix-net" 2>/dev/null || unavailable "cannot create network namespace $prefix-net"
     local path
     for path in $(paths_of "$topology"); do
         add_path "$prefix" "$topology" "$path"
@@ -125,7 +144,7 @@ cmd_up() {
 cmd_down() {
     local prefix=$1 role
     check_prefix "$prefix"
-    for role in cli srv pxy; do
+    for role in cli srv pxy net; do
         if [[ -e "/run/netns/$prefix-$role" ]]; then
             ip netns delete "$prefix-$role"
         fi
@@ -163,12 +182,12 @@ cmd_shared() {
 }
 
 cmd_rate() {
-    local prefix=$1 path=$2 rate=$3 topology left right ns
+    local prefix=$1 path=$2 rate=$3 topology dev
     check_prefix "$prefix"
     topology=$(topology_of "$prefix")
-    read -r left right < <(ends_of "$topology" "$path")
-    for ns in "$prefix-$left" "$prefix-$right"; do
-        tc -n "$ns" qdisc change dev "p$path" root tbf rate "$rate" "${SHAPE[@]}"
+    ends_of "$topology" "$path" >/dev/null
+    for dev in "l$path" "r$path"; do
+        tc -n "$prefix-net" qdisc change dev "$dev" root tbf rate "$rate" "${SHAPE[@]}"
     done
 }
 

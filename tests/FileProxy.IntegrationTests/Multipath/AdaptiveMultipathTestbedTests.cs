@@ -70,9 +70,11 @@ public sealed partial class AdaptiveMultipathTestbedTests(ITestOutputHelper outp
         // Before the idle-request check the controller kept both subflows here (the second one adds a third to our
         // goodput, taken from the competitor): 65/35, median of 3 in bench/multipath.sh --fairness, where
         // `--multipath all` took 71/29 and one connection against one 51/49 (docs/BENCHMARKS.md).
-        // Up to five tries, not three: one window in three forms no verdict and splits about 55/45 either way
-        // (a full suite on a quiet machine once saw three such windows in a row); before the fix no window came
-        // near 45 %.
+        // Up to five tries, not three. In the test network as first built (the queue on the sending host) the flow
+        // that started second was held back by TCP small queues and windows split anywhere from 15/85 to 57/43, one
+        // plain connection against another too; since the queue sits in the middle namespace (scripts/testbed.sh),
+        // with Reno everywhere, ten windows split between 50/50 and 54/46 (docs/BENCHMARKS.md, "The test network,
+        // rebuilt").
         var fairest = await BestOfAsync(0.45, async _ =>
         {
             var share = await CompeteAsync(testbed, "adaptive");
@@ -159,10 +161,13 @@ public sealed partial class AdaptiveMultipathTestbedTests(ITestOutputHelper outp
         var resumed = KeptTrialAt().Match(client.Output);
         resumed.Success.Should().BeTrue("multipath resumes once the path is fast again");
         var backoff = TimeSpan.FromSeconds(int.Parse(backedOff.Groups[2].Value, CultureInfo.InvariantCulture));
-        var clean = TimeSpan.FromMilliseconds(300); // the run of 3 clean intervals a trial also waits for
+        // After the back-off a trial also waits for a run of 3 clean (lossless) intervals, but never longer than one
+        // more back-off. With Reno (the test network's) the carrying subflow loses a packet every few tenths of a
+        // second as its window saws, so that wait is often most of the second back-off (1.2 s of 2 s seen here).
+        var cleanRun = backoff;
         var trial = TimeSpan.FromMilliseconds(500); // two ramp and three measured intervals of 100 ms
         var slack = TimeSpan.FromMilliseconds(500); // intervals stretched by a busy machine, the rate change itself
-        (Ms(resumed) - Ms(backedOff)).Should().BeLessThanOrEqualTo((long)(backoff + clean + trial + slack).TotalMilliseconds);
+        (Ms(resumed) - Ms(backedOff)).Should().BeLessThanOrEqualTo((long)(backoff + cleanRun + trial + slack).TotalMilliseconds);
     }
 
     [SkippableFact]

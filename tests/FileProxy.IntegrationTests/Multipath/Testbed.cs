@@ -8,7 +8,7 @@ namespace FileProxy.IntegrationTests.Multipath;
 
 /// <summary>
 /// The multipath test network of <c>scripts/testbed.sh</c> (namespaces PREFIX-cli, PREFIX-srv and, in the proxy
-/// topology, PREFIX-pxy, joined by 100 Mbit/s veth paths), with the real programs run inside it as child processes.
+/// topology, PREFIX-pxy, joined by 100 Mbit/s paths through PREFIX-net), with the real programs run inside it as child processes.
 /// Where this machine cannot build it (not root, no namespaces, tc or MPTCP), <see cref="CreateAsync"/> throws
 /// <see cref="SkipException"/> with the reason, so a [SkippableFact] is reported skipped, never passed; with
 /// FILEPROXY_TESTBED_REQUIRED=1 (CI) it fails instead.
@@ -104,7 +104,7 @@ public sealed class Testbed : IAsyncDisposable
     /// <summary>On: both of the server's addresses are reached over path 0 (a shared bottleneck), on every hop.</summary>
     public Task SharedAsync(bool on) => CheckedScriptAsync("shared", Prefix, on ? "on" : "off");
 
-    /// <summary>Changes the rate of a path on both ends (tc tbf), e.g. "20mbit".</summary>
+    /// <summary>Changes the rate of a path, each way (tc tbf), e.g. "20mbit".</summary>
     public Task RateAsync(int path, string rate) =>
         CheckedScriptAsync("rate", Prefix, path.ToString(CultureInfo.InvariantCulture), rate);
 
