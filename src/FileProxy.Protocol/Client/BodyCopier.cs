@@ -134,6 +134,13 @@ public static class BodyCopier
         }
     }
 
+    /// <summary>The inline copy writes its output in pieces of this size, as curl does (16 KiB). With one write per
+    /// 512 KiB slice, 1 GiB warm hits to a file were bimodal: 0.84-0.95 s, or 1.4-3.1 s with each write costing ten
+    /// times the kernel CPU (7 of 8 fetches in one run); with 32 KiB pieces 1.01-1.25 s, never slow, and 16 KiB
+    /// alike, while curl's stayed at 0.95-1.1 s (bench/run.sh workload u, docs/BENCHMARKS.md). The proxy's fill keeps
+    /// whole slices: there 32 KiB pieces cost 1.12 → 1.27 CPU-s per cold GiB.</summary>
+    private const int InlineWriteBytes = 32 * 1024;
+
     /// <summary>One slice, received, hashed and written in turn on the caller's flow. For a process that copies
     /// one body at a time (the client): a 1 GiB warm hit took 0.78 CPU-seconds this way against 1.30 through the
     /// ring of 4 × 128 KiB, and 10 MiB 17 ms against 22, at the same or lower peak RSS, because the ring's
@@ -157,7 +164,7 @@ public static class BodyCopier
                 {
                     return (received, CopyOutcome.Success);
                 }
-                Land(buffer.AsSpan(0, read), file, fileOffset + received, hash, written);
+                Land(buffer.AsSpan(0, read), file, fileOffset + received, hash, written, InlineWriteBytes);
                 received += read;
             }
         }
@@ -173,11 +180,17 @@ public static class BodyCopier
 
     /// <summary>Hashes <paramref name="data"/> (the body's next bytes, in order), writes it to the file at
     /// <paramref name="position"/> and reports the file's new length.</summary>
-    private static void Land(ReadOnlySpan<byte> data, SafeFileHandle file, long position, ContentHasher? hash, Action<long>? written)
+    private static void Land(ReadOnlySpan<byte> data, SafeFileHandle file, long position, ContentHasher? hash, Action<long>? written,
+        int writeBytes = int.MaxValue)
     {
         hash?.Append(data);
+        var end = position + data.Length;
+        for (; data.Length > writeBytes; data = data[writeBytes..], position += writeBytes)
+        {
+            RandomAccess.Write(file, data[..writeBytes], position);
+        }
         RandomAccess.Write(file, data, position);
-        written?.Invoke(position + data.Length);
+        written?.Invoke(end);
     }
 
     /// <summary>Reads until the slice is full or the body ends, but returns early rather than wait on a slow
