@@ -347,7 +347,7 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         var log = _log.ForContext("ConnectionId", id).ForContext("RemoteEndPoint", socket.RemoteEndPoint);
         try
         {
-            SocketSetup.Configure(socket, _options.Mptcp);
+            SocketSetup.ConfigureServed(socket, _options.Mptcp);
             using var link = await OpenLinkAsync(socket, log);
             if (link is null)
             {

@@ -9,6 +9,7 @@ public static class SocketSetup
 {
     private const int IpProtoTcp = 6;
     private const int TcpUserTimeout = 18;
+    private const int TcpNotSentLowat = 25;
     private const int SolSocket = 1;
     private const int SoReuseAddr = 2;
 
@@ -20,6 +21,12 @@ public static class SocketSetup
 
     /// <summary>Send and receive buffers large enough to keep loopback and fast links busy.</summary>
     public const int SocketBufferBytes = 4 * 1024 * 1024;
+
+    /// <summary>The send buffer of a connection a server accepted (the kernel doubles it for its bookkeeping).</summary>
+    public const int ServedSendBufferBytes = 1024 * 1024;
+
+    /// <summary>Unsent bytes a served connection queues before a send waits (TCP_NOTSENT_LOWAT).</summary>
+    public const int ServedNotSentBytes = 512 * 1024;
 
     public static Socket Listen(IPEndPoint endPoint, bool mptcp, int backlog = 1024)
     {
@@ -117,6 +124,56 @@ public static class SocketSetup
             LogUserTimeoutRefused(socket, Log.ForContext(typeof(SocketSetup)));
         }
     }
+
+    /// <summary>
+    /// <see cref="Configure"/> for a connection a server accepted, whose bodies it sends: at most 512 KiB unsent
+    /// (TCP_NOTSENT_LOWAT), and on a short path a 1 MiB send buffer. A client that reads its connections in turn (as
+    /// .NET does with inline socket completions: a read that finds bytes waiting completes at once, so one connection
+    /// keeps the thread while its socket has data) stays on whichever connection the server keeps topped up. With 4
+    /// MiB buffers (8 MiB to the kernel) bench workload b's client read one 100 MiB hit for up to 145 ms at a stretch
+    /// (perf trace) while the other 49 waited for their heads: median first byte 97-111 ms, nginx 60. Unsent bytes
+    /// bounded alone: first byte 53 ms, all 50 done in 1.15 s; with the 1 MiB buffer too: 60 ms and 0.83 s
+    /// (docs/BENCHMARKS.md). A 1 MiB buffer is a window of about 2 MiB per round trip, so it is set only where the
+    /// handshake's round trip is under <see cref="ShortPathRtt"/> (2 GB/s and more); a longer path keeps the 4 MiB
+    /// buffers (80 MB/s at 100 ms), as MPTCP connections keep the kernel's autotuning. Both were taken out once
+    /// (d227f86) because the shared-bottleneck fairness test then failed 2 runs in 3; that was the old test network,
+    /// whose shaping on the sending host's own veth let TCP small queues starve a second flow whatever the buffers.
+    /// On the rebuilt one (scripts/testbed.sh, shaping in a middle namespace) the testbed tests pass with them.
+    /// </summary>
+    public static void ConfigureServed(Socket socket, bool mptcp = false)
+    {
+        Configure(socket, mptcp);
+        if (mptcp && Mptcp.IsMptcpSocket(socket))
+        {
+            return;
+        }
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+        if (ServedSendBuffer(TcpInfo.Read(socket)?.Rtt) is { } bytes)
+        {
+            socket.SendBufferSize = bytes;
+        }
+        try
+        {
+            socket.SetRawSocketOption(IpProtoTcp, TcpNotSentLowat, BitConverter.GetBytes(ServedNotSentBytes));
+        }
+        catch (SocketException)
+        {
+            // An older kernel without it: the send buffer alone bounds what one connection queues.
+        }
+    }
+
+    /// <summary>Round trips shorter than this (the handshake's, TCP_INFO tcpi_rtt) count as a short path: loopback,
+    /// a LAN.</summary>
+    public static readonly TimeSpan ShortPathRtt = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>The send buffer for a served connection whose handshake took <paramref name="rttMicroseconds"/>:
+    /// <see cref="ServedSendBufferBytes"/> on a short path, null (keep <see cref="SocketBufferBytes"/>) on a longer
+    /// one or when the kernel has no sample yet (0).</summary>
+    public static int? ServedSendBuffer(uint? rttMicroseconds) =>
+        rttMicroseconds is > 0 and { } rtt && rtt < ShortPathRtt.TotalMicroseconds ? ServedSendBufferBytes : null;
 
     /// <summary>TCP_USER_TIMEOUT = <see cref="UnacknowledgedTimeout"/>; false where the socket refuses it: MPTCP
     /// sockets do (Linux 6.18: ENOPROTOOPT, "Protocol not available"). Keep-alive and the programs' own idle and stall
