@@ -14,6 +14,8 @@ public sealed partial class CacheSource
     /// fetched from another peer (serve it from the origin instead: a forwarded request is never forwarded).</summary>
     private (Fill? Fill, bool Started, bool Bypass) JoinOrStartFill(SafeName name, string key, bool forwarded)
     {
+        Fill fill;
+        Task<Task> start;
         lock (_lock)
         {
             if (_entries.ContainsKey(key))
@@ -31,11 +33,13 @@ public sealed partial class CacheSource
                 Interlocked.Increment(ref _counters.Coalesced);
                 return (running, false, false);
             }
-            var fill = new Fill(name, key, _store.NewTempPath(key)) { MayForward = MayForward(name, forwarded) };
+            fill = new Fill(name, key, _store.NewTempPath(key)) { MayForward = MayForward(name, forwarded) };
             fill.Pin();
             _fills[name.Value] = fill;
             Interlocked.Increment(ref _counters.Misses);
-            var task = RunFillAsync(fill);
+            // Counted as running from here (DisposeAsync waits for it), started below, outside the lock.
+            start = new Task<Task>(() => RunFillAsync(fill));
+            var task = start.Unwrap();
             _runningFills.Add(task);
             _ = task.ContinueWith(done =>
             {
@@ -44,8 +48,11 @@ public sealed partial class CacheSource
                     _runningFills.Remove(done);
                 }
             }, TaskScheduler.Default);
-            return (fill, true, false);
         }
+        // On this request's own flow up to the fill's first wait (its upstream request sent): a hop to the thread pool
+        // here put a worker's wake-up on every cold miss's first byte.
+        start.RunSynchronously(TaskScheduler.Default);
+        return (fill, true, false);
     }
 
     /// <summary>Answers a GET from a fill (holding one pin, which the body or this method gives back).</summary>
@@ -206,7 +213,6 @@ public sealed partial class CacheSource
     /// hear the outcome from the fill, not from a log line each.</summary>
     private async Task RunFillAsync(Fill fill)
     {
-        await Task.Yield();
         var token = _shutdown.Token;
         FileClient? client = null;
         try
