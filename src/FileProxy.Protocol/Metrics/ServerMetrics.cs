@@ -88,6 +88,13 @@ public sealed class ServerMetrics : IDisposable
                 Meter.CreateObservableCounter("fileproxy." + name, () => Read(counters, name), unit: null, description);
             }
         }
+        // The process's own collector, for reading a latency tail: every collection stops all requests in flight.
+        Meter.CreateObservableCounter("fileproxy.process.allocated_bytes", () => GC.GetTotalAllocatedBytes(), unit: null,
+            "Bytes the process has allocated on the managed heap");
+        Meter.CreateObservableCounter("fileproxy.process.collections", () => (long)GC.CollectionCount(0), unit: null,
+            "Garbage collections (of any generation)");
+        Meter.CreateObservableCounter("fileproxy.process.collection_pause_microseconds",
+            () => (long)GC.GetTotalPauseDuration().TotalMicroseconds, unit: null, "Time the garbage collector paused the process");
     }
 
     public Meter Meter { get; }

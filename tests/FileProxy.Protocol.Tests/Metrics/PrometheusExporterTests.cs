@@ -78,6 +78,10 @@ public sealed class PrometheusExporterTests
         text.Should().Contain("fileproxy_request_duration_seconds_count{operation=\"get\",status=\"upstream_unavailable\",cache=\"none\"} 1");
         text.Should().Contain("fileproxy_time_to_first_byte_seconds_count{operation=\"get\",status=\"upstream_unavailable\",cache=\"none\"} 1");
         text.Should().Contain("fileproxy_request_duration_seconds_count{operation=\"get\",status=\"cut\",cache=\"coalesced\"} 1");
+        var allocated = long.Parse(text.Split('\n').Single(line => line.StartsWith("fileproxy_process_allocated_bytes_total ", StringComparison.Ordinal))
+            .Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        allocated.Should().BeGreaterThan(0).And.BeLessThanOrEqualTo(GC.GetTotalAllocatedBytes());
+        text.Should().MatchRegex(@"\nfileproxy_process_collections_total \d+\n").And.MatchRegex(@"\nfileproxy_process_collection_pause_microseconds_total \d+\n");
         text.Should().NotContain("fileproxy_time_to_first_byte_seconds_count{operation=\"get\",status=\"cut\"", "nothing was sent");
     }
 
