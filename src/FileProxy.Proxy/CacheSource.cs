@@ -81,10 +81,10 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
     public async ValueTask<SourceResult> GetAsync(SafeName name, GetRequest request, CancellationToken cancellationToken)
     {
         CountHopMark(request.Forwarded);
-        var key = CacheStore.KeyOf(name);
+        string? key = null; // a miss needs it as a string; a hit looks its entry up without one
         for (var attempt = 0; attempt < 4; attempt++)
         {
-            var (entry, error, stale) = await FreshEntryAsync(name, key, cancellationToken);
+            var (entry, error, stale) = await FreshEntryAsync(name, cancellationToken);
             if (error is not null)
             {
                 return error;
@@ -106,20 +106,22 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
                     continue; // evicted or replaced in between: look again
                 }
                 Interlocked.Increment(ref stale ? ref _counters.StaleHits : ref _counters.Hits);
-                var head = new ResponseHead(StatusCode.Ok, "")
-                {
-                    File = metadata,
-                    Offset = range.Offset,
-                    Length = range.Length,
-                    Source = stale ? ResponseSource.StaleHit : ResponseSource.CacheHit,
-                };
+                var head = !stale && range.Offset == 0 && range.Length == metadata.Size
+                    ? entry.WholeFileHitHead(metadata)
+                    : new ResponseHead(StatusCode.Ok, "")
+                    {
+                        File = metadata,
+                        Offset = range.Offset,
+                        Length = range.Length,
+                        Source = stale ? ResponseSource.StaleHit : ResponseSource.CacheHit,
+                    };
                 return new SourceResult(head, body);
             }
             if (!request.Forwarded && ForwardUncached(name))
             {
                 return await PassThroughAsync(name, request, mayForward: true, cancellationToken);
             }
-            var (fill, started, bypass) = JoinOrStartFill(name, key, request.Forwarded);
+            var (fill, started, bypass) = JoinOrStartFill(name, key ??= CacheStore.KeyOf(name), request.Forwarded);
             if (bypass)
             {
                 return await PassThroughAsync(name, request, mayForward: false, cancellationToken);
@@ -138,7 +140,7 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
     public async ValueTask<ResponseHead> StatAsync(SafeName name, StatRequest request, CancellationToken cancellationToken)
     {
         CountHopMark(request.Forwarded);
-        var (entry, error, stale) = await FreshEntryAsync(name, CacheStore.KeyOf(name), cancellationToken);
+        var (entry, error, stale) = await FreshEntryAsync(name, cancellationToken);
         if (error is not null)
         {
             return error;
@@ -249,19 +251,27 @@ public sealed partial class CacheSource : IFileSource, IAsyncDisposable
         _store.Dispose();
     }
 
+    /// <summary>The committed entry for <paramref name="name"/>, if any: the key hashed into a stack buffer outside
+    /// the lock and looked up by span, so a hit allocates no key string.</summary>
+    private CacheEntry? Lookup(SafeName name)
+    {
+        Span<char> key = stackalloc char[CacheStore.KeyLength];
+        CacheStore.KeyOf(name, key);
+        lock (_lock)
+        {
+            return _entries.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(key, out var entry) ? entry : null;
+        }
+    }
+
     /// <summary>
     /// The entry to serve for <paramref name="name"/>, revalidated with the origin when due; null entry and null
     /// error mean "not cached". A changed or vanished file is dropped here.
     /// </summary>
-    private async ValueTask<(CacheEntry? Entry, ResponseHead? Error, bool Stale)> FreshEntryAsync(SafeName name, string key,
+    private async ValueTask<(CacheEntry? Entry, ResponseHead? Error, bool Stale)> FreshEntryAsync(SafeName name,
         CancellationToken cancellationToken)
     {
         Task<Revalidation> revalidating;
-        CacheEntry? entry;
-        lock (_lock)
-        {
-            _entries.TryGetValue(key, out entry);
-        }
+        var entry = Lookup(name);
         if (entry is null || (!entry.IsLoaded && !await EnsureLoadedAsync(entry, name)))
         {
             return (null, null, false);

@@ -225,9 +225,12 @@ public static class WireCodec
     private static string ReadVersion(ref WireReader reader, string field)
     {
         var version = reader.String16(ProtocolLimits.MaxVersionBytes, field);
-        if (version.Any(char.IsControl))
+        foreach (var c in version) // not LINQ's Any: that boxes an enumerator on every GET
         {
-            throw new ProtocolException($"{field} holds a control character");
+            if (char.IsControl(c))
+            {
+                throw new ProtocolException($"{field} holds a control character");
+            }
         }
         return version;
     }

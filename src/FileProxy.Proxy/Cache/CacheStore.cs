@@ -111,9 +111,20 @@ internal sealed partial class CacheStore : IDisposable
 
     public string TempDirectory { get; }
 
-    /// <summary>The entry key of a name: its SHA-256 in hex. Once per request, so the name's bytes and the hash
-    /// stay on the stack and only the key itself is allocated.</summary>
+    /// <summary>The entry key of a name: its SHA-256 in lowercase hex.</summary>
     public static string KeyOf(SafeName name)
+    {
+        Span<char> key = stackalloc char[KeyLength];
+        KeyOf(name, key);
+        return new string(key);
+    }
+
+    /// <summary>Characters in a key: SHA-256 in lowercase hex.</summary>
+    public const int KeyLength = 2 * SHA256.HashSizeInBytes;
+
+    /// <summary><see cref="KeyOf(SafeName)"/> into <paramref name="destination"/> (<see cref="KeyLength"/> chars),
+    /// for a lookup that allocates nothing.</summary>
+    public static void KeyOf(SafeName name, Span<char> destination)
     {
         const int StackBytes = 512;
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
@@ -126,7 +137,7 @@ internal sealed partial class CacheStore : IDisposable
         {
             SHA256.HashData(Encoding.UTF8.GetBytes(name.Value), hash);
         }
-        return Convert.ToHexStringLower(hash);
+        Convert.TryToHexStringLower(hash, destination, out _);
     }
 
     public string ShardOf(string key) => Path.Join(EntriesDirectory, key[..2]);
