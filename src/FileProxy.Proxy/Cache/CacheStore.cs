@@ -137,7 +137,10 @@ internal sealed partial class CacheStore : IDisposable
         {
             SHA256.HashData(Encoding.UTF8.GetBytes(name.Value), hash);
         }
-        Convert.TryToHexStringLower(hash, destination, out _);
+        if (!Convert.TryToHexStringLower(hash, destination, out _))
+        {
+            throw new ArgumentException($"a key takes {KeyLength} characters", nameof(destination));
+        }
     }
 
     public string ShardOf(string key) => Path.Join(EntriesDirectory, key[..2]);
