@@ -19,7 +19,7 @@ internal static class BodySink
         CancellationToken cancellationToken)
     {
         var buffers = new[] { ArrayPool<byte>.Shared.Rent(BlockBytes), ArrayPool<byte>.Shared.Rent(BlockBytes) };
-        using var file = path is null ? null : File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.None);
+        using var file = path is null ? null : OpenOutput(path);
         var pending = Task.CompletedTask;
         var ttfb = TimeSpan.Zero;
         long position = 0;
@@ -65,5 +65,20 @@ internal static class BodySink
                 ArrayPool<byte>.Shared.Return(buffers[1]);
             }
         }
+    }
+
+    /// <summary>Opens the output, emptied. Not with <see cref="FileMode.Create"/>: .NET truncates such a file to 0
+    /// even when it is new, and ext4 then takes the file for a rewrite and writes all of it back to the disk when it
+    /// is closed (auto_da_alloc), so that every timed fetch to a file ended with a synchronous 1 GiB flush in the
+    /// client's close, sharing the disk with whatever the cache was writing (perf sched / kernel stacks:
+    /// ext4_release_file → filemap_fdatawrite → wbt_wait). curl writes a new file and closes it without a flush.</summary>
+    private static Microsoft.Win32.SafeHandles.SafeFileHandle OpenOutput(string path)
+    {
+        var file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.None);
+        if (RandomAccess.GetLength(file) != 0)
+        {
+            RandomAccess.SetLength(file, 0);
+        }
+        return file;
     }
 }
