@@ -311,6 +311,9 @@ workload_a() { # SYSTEM RUN: 1 GiB, one client, to a file: cold miss, then warm 
   local system=$1 run_no=$2
   start_cache "$system" direct
   for test in a-cold a-warm; do
+    # As in workload u: no dirty pages of an earlier fetch (a client's output, a cache's file) left to write back
+    # while this one runs, whichever system wrote them.
+    sync
     fetch "$system" big.bin 1 "$run/out/big.bin" | record fetch "$run_no" "$system" "$test" | summarize
     rm -f "$run/out/big.bin"
   done
