@@ -39,6 +39,7 @@ for round in $(seq 1 "$rounds"); do
     proxy=$!
     wait_port "$proxy_port" 100 0.05
     "$dir/fileproxy-bench" get prime.bin --proxy "127.0.0.1:$proxy_port" --warmup prime.bin >/dev/null
+    sync # as bench/run.sh does: nothing of an earlier round left to write back
     line=$("$dir/fileproxy-bench" get big.bin --proxy "127.0.0.1:$proxy_port" --warmup prime.bin -o "$work/out/big.bin")
     rm -f "$work/out/big.bin"*
     [[ $line == *'"ok":true'*'"cache":"MISS"'* ]] || { echo "round $round ($dir): not a whole cold miss: $line" >&2; exit 1; }
