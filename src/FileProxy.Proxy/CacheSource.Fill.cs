@@ -51,7 +51,9 @@ public sealed partial class CacheSource
         }
         // On this request's own flow up to the fill's first wait (its upstream request sent): a hop to the thread pool
         // here put a worker's wake-up on every cold miss's first byte.
+        fill.StartingInline = true;
         start.RunSynchronously(TaskScheduler.Default);
+        fill.StartingInline = false;
         return (fill, true, false);
     }
 
@@ -260,6 +262,13 @@ public sealed partial class CacheSource
                     return;
                 }
                 fill.Started(head);
+                if (fill.StartingInline)
+                {
+                    // The upstream answered before the starting request got to wait for it: off that request's flow,
+                    // which sends its head and first bytes, instead of carrying the copy until the ring is full (a
+                    // cold first byte of 2 to 40 ms when the origin's head came back that fast; strace -f -tt).
+                    await Task.Yield();
+                }
                 using var hash = new ContentHasher();
                 var (copied, outcome) = await BodyCopier.TryCopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
                 switch (outcome.Result)

@@ -61,6 +61,10 @@ internal sealed class Fill
 
     public long Written => Volatile.Read(ref _written);
 
+    /// <summary>True while the fill runs on the flow of the request that started it, before that request has got
+    /// to wait for the head (CacheSource.JoinOrStartFill).</summary>
+    public bool StartingInline { get; set; }
+
     /// <summary>Disk space this fill counts on (its file's size once admitted, 0 before); what it has not written
     /// yet is held back from other fills' free-space checks.</summary>
     public long Reserved { get; private set; }
