@@ -83,7 +83,7 @@ internal static partial class ClientCommands
 
     private static readonly Option<bool> Quiet = new("--quiet", "-q") { Description = "Print errors only: no progress bars, result lines or summary" };
 
-    private static readonly Option<bool> Json = new("--json") { Description = "Print one JSON object per file on standard output (name, output, bytes, seconds, source, digest, verified, exit_code, error) instead of result lines; no progress bars" };
+    private static readonly Option<bool> Json = new("--json") { Description = "Print one JSON object per file on standard output (name, output, bytes, seconds, source, digest, verified, attempts, resumed, exit_code, error) instead of result lines; no progress bars" };
 
     /// <summary>Files fetched at once by default: a few connections keep a link busy between small files without
     /// crowding a proxy (whose per-address limit is far higher).</summary>

@@ -160,7 +160,7 @@ internal sealed class ClientOutput : IAsyncDisposable
         var head = result.Head is { IsOk: true } answer ? answer : null;
         return new FileReport(name, ok ? target : null, result.Bytes, Math.Round(result.Elapsed.TotalSeconds, 6),
             head is null ? null : JsonSource(head.Source), head?.File?.Digest.ToString(), ok && result.DigestChecked,
-            result.ExitCode, ok ? null : result.Message);
+            result.Attempts, result.Resumed, result.ExitCode, ok ? null : result.Message);
     }
 
     private static string Line(string name, string? target, bool toStdout, DownloadResult result, string? transport,

@@ -14,10 +14,12 @@ namespace FileProxy.Client;
 /// <param name="Digest">The BLAKE3 the server announced (hex); null when there was no answer.</param>
 /// <param name="Verified">The bytes written hash to <paramref name="Digest"/> (false for a range, which cannot be
 /// checked, and for a failure).</param>
+/// <param name="Attempts">Tries it took: 1, or more when a connection failed and the client retried.</param>
+/// <param name="Resumed">Bytes that were already on disk and were kept (--resume); 0 otherwise.</param>
 /// <param name="ExitCode">The exit code this file alone would give (README: exit codes of the client).</param>
 /// <param name="Error">Why it failed; null on success.</param>
 internal sealed record FileReport(string Name, string? Output, long Bytes, double Seconds, string? Source, string? Digest,
-    bool Verified, int ExitCode, string? Error);
+    bool Verified, int Attempts, long Resumed, int ExitCode, string? Error);
 
 /// <summary>Serialization of <see cref="FileReport"/> without reflection (the client is published NativeAOT).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 using FileProxy.Client;
 using FileProxy.IntegrationTests.Infrastructure;
 using FileProxy.Protocol;
@@ -113,10 +114,15 @@ public sealed class ClientResumeTests(ITestOutputHelper output)
         cluster.Root.Write("big.bin", content);
         var target = downloads.Write("big.bin", content[..1_000_000]);
 
-        var run = await RunAsync(cluster, deadline.Token, "big.bin", "-o", target, "--resume");
+        var run = await RunAsync(cluster, deadline.Token, "big.bin", "-o", target, "--resume", "--json");
 
         run.ExitCode.Should().Be(ExitCodes.Success, run.StandardError);
         File.ReadAllBytes(target).Should().Equal(content);
+        var report = JsonDocument.Parse(run.Text()).RootElement;
+        report.GetProperty("resumed").GetInt64().Should().Be(1_000_000, "the output's bytes were kept");
+        report.GetProperty("bytes").GetInt64().Should().Be(Size - 1_000_000, "only the rest came over the network");
+        report.GetProperty("attempts").GetInt32().Should().Be(1);
+        report.GetProperty("verified").GetBoolean().Should().BeTrue();
         var get = control.Requests("big.bin").Should().ContainSingle().Subject;
         get.Request.Offset.Should().Be(1_000_000UL);
         get.Request.IfVersion.Should().BeEmpty("the output's version is not known");

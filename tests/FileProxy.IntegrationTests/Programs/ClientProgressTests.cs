@@ -126,6 +126,8 @@ public sealed partial class ClientProgressTests(ITestOutputHelper output)
         fetched.GetProperty("source").GetString().Should().Be("cache_miss");
         fetched.GetProperty("digest").GetString().Should().Be(ContentDigest.Of(content).ToString());
         fetched.GetProperty("verified").GetBoolean().Should().BeTrue();
+        fetched.GetProperty("attempts").GetInt32().Should().Be(1);
+        fetched.GetProperty("resumed").GetInt64().Should().Be(0);
         fetched.GetProperty("exit_code").GetInt32().Should().Be(0);
         fetched.GetProperty("error").ValueKind.Should().Be(JsonValueKind.Null);
         var missing = objects.Single(o => o.GetProperty("name").GetString() == "missing.bin");
