@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
+using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Wire;
 
 namespace FileProxy.Bench;
@@ -67,18 +68,11 @@ internal static class BodySink
         }
     }
 
-    /// <summary>Opens the output, emptied. Not with <see cref="FileMode.Create"/>: .NET truncates such a file to 0
-    /// even when it is new, and ext4 then takes the file for a rewrite and writes all of it back to the disk when it
-    /// is closed (auto_da_alloc), so that every timed fetch to a file ended with a synchronous 1 GiB flush in the
-    /// client's close, sharing the disk with whatever the cache was writing (perf sched / kernel stacks:
-    /// ext4_release_file → filemap_fdatawrite → wbt_wait). curl writes a new file and closes it without a flush.</summary>
+    /// <summary>Opens the output, emptied without a truncation of a new file (see <see cref="OutputFile.Empty"/>).</summary>
     private static Microsoft.Win32.SafeHandles.SafeFileHandle OpenOutput(string path)
     {
         var file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.None);
-        if (RandomAccess.GetLength(file) != 0)
-        {
-            RandomAccess.SetLength(file, 0);
-        }
+        OutputFile.Empty(file);
         return file;
     }
 }
