@@ -147,7 +147,9 @@ public sealed partial class AdaptiveMultipathTestbedTests(ITestOutputHelper outp
     [SkippableFact]
     public async Task A_path_whose_rate_rises_mid_transfer_is_taken_back_within_its_back_off()
     {
-        await using var testbed = await DirectAsync("rises.bin", 100 * MiB);
+        // Long enough to outlast a kept trial: at 12 MiB/s on one path, 100 MiB ended 0.6 s after the trial began
+        // under a full suite's load, before the trial could be kept (its test failed with nothing wrong).
+        await using var testbed = await DirectAsync("rises.bin", 160 * MiB);
         await testbed.RateAsync(1, "5mbit");
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await using var client = StreamingClient.Start(testbed, output, "rises.bin", "-o", "out.bin", "--proxy", Server0, "--proxy", Server1);
