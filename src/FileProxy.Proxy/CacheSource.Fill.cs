@@ -270,7 +270,7 @@ public sealed partial class CacheSource
                     await Task.Yield();
                 }
                 using var hash = new ContentHasher();
-                var (copied, outcome) = await BodyCopier.TryCopyToFileAsync(response, handle, 0, hash, fill.Advance, token);
+                var (copied, outcome) = await BodyCopier.TrySpliceToFileAsync(response, handle, 0, hash, fill.Advance, token);
                 switch (outcome.Result)
                 {
                     case CopyResult.DownstreamWriteFailed:

@@ -16,7 +16,7 @@ namespace FileProxy.Protocol.Client;
 /// the caller's flow before the ring starts, so the first bytes reach the file without a thread hop. Used by the
 /// client's download and the proxy's cache fill.
 /// </summary>
-public static class BodyCopier
+public static partial class BodyCopier
 {
     /// <summary>Size of the single buffers that other copies use (a block of a cache read, a stream copy).</summary>
     public const int BlockBytes = 1024 * 1024;

@@ -245,6 +245,14 @@ public sealed class FileClient : IAsyncDisposable
         {
             throw wrapped;
         }
+        BodyRead(response, read);
+        return read;
+    }
+
+    /// <summary>Counts <paramref name="read"/> body bytes as taken off the connection, by a read or a splice; 0 is
+    /// the peer closing before the body's end.</summary>
+    internal void BodyRead(GetResponse response, long read)
+    {
         if (read == 0)
         {
             _broken = true;
@@ -261,7 +269,24 @@ public sealed class FileClient : IAsyncDisposable
                 Transport.Mptcp.LogSubflows(Serilog.Log.ForContext<FileClient>().ForContext(nameof(RemoteEndPoint), RemoteEndPoint), _socket);
             }
         }
-        return read;
+    }
+
+    /// <summary>Body bytes the frame reader took off the socket with the response head, not read yet.</summary>
+    internal int BufferedBodyBytes => _reader.Buffered;
+
+    /// <summary>The socket a body can be spliced from: a plain connection on Linux whose frame reader holds no body
+    /// bytes (read those first), in non-blocking mode. Null otherwise.</summary>
+    internal Socket? SpliceSource =>
+        OperatingSystem.IsLinux() && _link.Tls is null && _reader.Buffered == 0 && !_broken
+            && Native.Posix.IsNonBlocking((int)_socket.SafeHandle.DangerousGetHandle()) ? _socket : null;
+
+    /// <summary>A splice from the socket failed with <paramref name="error"/> (an errno): the connection is lost.</summary>
+    internal UpstreamException BodySpliceFailed(GetResponse response, int error)
+    {
+        _broken = true;
+        _openResponse = null;
+        return new UpstreamException(
+            $"connection to {RemoteEndPoint} failed after {response.Head.Length - response.Remaining} of {response.Head.Length} body bytes: {System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(error)}");
     }
 
     /// <summary>Waits until body bytes can be read without waiting (a zero-byte receive: no buffer is held while
@@ -352,6 +377,8 @@ public sealed class GetResponse : IAsyncDisposable
     }
 
     public ResponseHead Head { get; }
+
+    internal FileClient Client => _client;
 
     /// <summary>Body bytes not read yet.</summary>
     public long Remaining { get; internal set; }
