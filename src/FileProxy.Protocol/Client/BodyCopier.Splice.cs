@@ -67,8 +67,7 @@ public static partial class BodyCopier
             }
             if (client.SpliceSource is not { } socket || Splicer.TryOpen(socket, file) is not { } splicer)
             {
-                var (copied, outcome) = await TryCopyToFileAsync(response, file, fileOffset + received, hash, written, cancellationToken);
-                return (received + copied, outcome);
+                return await CopyRestAsync();
             }
             using (splicer)
             {
@@ -77,13 +76,19 @@ public static partial class BodyCopier
                     return (received + spliced.Bytes, spliced.Outcome);
                 }
                 // The socket refused splice before any byte moved (a kind of socket without it): copy instead.
-                var (copied, outcome) = await TryCopyToFileAsync(response, file, fileOffset + received, hash, written, cancellationToken);
-                return (received + copied, outcome);
+                return await CopyRestAsync();
             }
         }
         catch (Exception e) when (e is UpstreamException or IOException or UnauthorizedAccessException or OperationCanceledException)
         {
             return (received, reading && e is not UnauthorizedAccessException ? CopyOutcome.UpstreamFailed(e) : CopyOutcome.DownstreamFailed(e));
+        }
+
+        // The rest of the body through the process, after what was already landed.
+        async Task<(long Bytes, CopyOutcome Outcome)> CopyRestAsync()
+        {
+            var (copied, outcome) = await TryCopyToFileAsync(response, file, fileOffset + received, hash, written, cancellationToken);
+            return (received + copied, outcome);
         }
     }
 
@@ -214,7 +219,8 @@ public static partial class BodyCopier
                         // The upstream's failure is the one to report.
                     }
                 }
-                await hashing.StopAsync();
+                // The upstream's failure leaves the file and the hash agreeing on what arrived; the file's stops both.
+                await (reading ? hashing.IdleAsync() : hashing.StopAsync());
                 return (position - start, reading ? CopyOutcome.UpstreamFailed(e) : CopyOutcome.DownstreamFailed(e));
             }
         }
@@ -321,7 +327,8 @@ public static partial class BodyCopier
                 return IdleAsync();
             }
 
-            private Task IdleAsync()
+            /// <summary>Completes once every landed byte is hashed, or hashing failed or was stopped.</summary>
+            public Task IdleAsync()
             {
                 lock (_gate)
                 {

@@ -72,11 +72,12 @@ public sealed class BodySpliceTests(ITestOutputHelper output)
         await using var client = await cluster.ConnectOriginAsync(deadline.Token);
         await using var response = await client.GetAsync(new GetRequest("cut.bin"), deadline.Token);
         var reported = new List<long>();
+        using var hash = new ContentHasher();
 
         (long Bytes, CopyOutcome Outcome) result;
         using (var file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite))
         {
-            result = await BodyCopier.TrySpliceToFileAsync(response, file, 0, new ContentHasher(), reported.Add, deadline.Token);
+            result = await BodyCopier.TrySpliceToFileAsync(response, file, 0, hash, reported.Add, deadline.Token);
         }
 
         result.Outcome.Result.Should().Be(CopyResult.UpstreamReadFailed);
@@ -85,6 +86,9 @@ public sealed class BodySpliceTests(ITestOutputHelper output)
         var written = await File.ReadAllBytesAsync(path, deadline.Token);
         written.Length.Should().Be((int)result.Bytes, "what arrived before the cut is in the file, and nothing else");
         written.AsSpan().SequenceEqual(content.AsSpan(0, written.Length)).Should().BeTrue();
+        using var expected = new ContentHasher();
+        expected.Append(written);
+        hash.Finish().Should().Be(expected.Finish(), "the file and the hash agree on what arrived, so a resume can go on from there");
         if (result.Bytes > 0)
         {
             reported[^1].Should().Be(result.Bytes);
