@@ -10,7 +10,8 @@
 # BENCH_WORK (work directory, default bench/work), BENCH_PROXY_ARGS (extra options for our proxy, e.g. --no-fsync),
 # BENCH_NO_BUILD=1 (reuse the last build), BENCH_WORKLOADS (which of a b c u to run, default all),
 # BENCH_HTTP_CLIENT=curl (fetch from nginx and Varnish with curl instead of
-# our tool's HTTP client), BENCH_CLIENT_B (a second client executable timed beside ours in workload u: an A/B).
+# our tool's HTTP client), BENCH_CLIENT_B (a second client executable timed beside ours in workload u: an A/B),
+# BENCH_C_LOAD=wrk (workload c's unpaced load on nginx and Varnish from wrk instead of our load generator).
 # Our programs run as native executables (scripts/publish.sh), or on the .NET runtime where they cannot be linked.
 # Installs nginx, varnish, wrk, iperf3 and curl with apt-get when missing (needs root). Everything it starts is
 # stopped when it exits, and everything listens on and talks to 127.0.0.1 only.
@@ -24,15 +25,18 @@ mode=full
 for arg in "$@"; do
   case "$arg" in
     --quick) mode=quick ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
 
 if [[ $mode == quick ]]; then
   a_bytes=$((64 << 20)); b_bytes=$((16 << 20)); c_files=256; runs=${BENCH_RUNS:-3}; iperf_seconds=1; u_rounds=1
+  c_rates=(20000)
 else
   a_bytes=$((1 << 30)); b_bytes=$((100 << 20)); c_files=1000; runs=${BENCH_RUNS:-5}; iperf_seconds=3; u_rounds=2
+  # Workload c's paced runs, requests/s: light, and moderate (about a third of what each cache serves here at most).
+  c_rates=(2000 20000)
 fi
 workloads=" ${BENCH_WORKLOADS:-a b c u} "
 u_mid_bytes=$((10 << 20)) # workload u: 4 KiB (a small file), 10 MiB, and workload a's big file
@@ -293,17 +297,21 @@ fetch() { # SYSTEM NAME CLIENTS OUTPUT
   fi
 }
 
-load() { # SYSTEM RUN
-  local system=$1 run_no=$2 port
+load() { # SYSTEM RUN [RATE]: workload c's load, as fast as it goes or (RATE > 0) paced at RATE requests/s
+  local system=$1 run_no=$2 rate=${3:-0} port
   port=$(port_of "$system")
-  if [[ $system == ours ]]; then
-    (run_ours Bench load --proxy "127.0.0.1:$port" --names "$work/names.txt" --connections "$c_connections" \
-      --requests "$c_requests" --warmup "$c_warmup") || true
-  else
+  # One load generator for all three (HTTP for nginx and Varnish), so that their latencies come from the same process
+  # on the same threads; BENCH_C_LOAD=wrk loads nginx and Varnish with wrk instead (not paced: wrk cannot).
+  if [[ $system != ours && ${BENCH_C_LOAD:-} == wrk && $rate == 0 ]]; then
     wrk -t1 -c"$c_connections" -d60s -s "$repo/bench/wrk-load.lua" "http://127.0.0.1:$port/" "$work/names.txt" "$c_warmup" \
       >"$run/logs/wrk-warmup.log" 2>&1 || true
     wrk -t1 -c"$c_connections" -d60s -s "$repo/bench/wrk-load.lua" "http://127.0.0.1:$port/" "$work/names.txt" "$c_requests" \
       2>&1 | tee "$run/logs/wrk.log" | grep '^{"requests"' || true
+  else
+    # shellcheck disable=SC2046 # the one option or none
+    (run_ours Bench load --proxy "127.0.0.1:$port" --names "$work/names.txt" --connections "$c_connections" \
+      --requests "$c_requests" --warmup "$c_warmup" --rate "$rate" $([[ $system == ours ]] || echo --http) \
+      --trace "$run/logs/load-$system-$run_no-$rate.txt") || true
   fi | record load "$run_no" "$system"
 }
 
@@ -332,8 +340,11 @@ workload_b() { # SYSTEM RUN: 50 clients, cold through an origin limited to 50 MB
 }
 
 workload_c() { # SYSTEM RUN: small files, 64 persistent connections, all hits after an untimed first pass
-  local system=$1 run_no=$2
+  local system=$1 run_no=$2 rate
+  # After workload b its cache is still up (behind the relay); run alone (BENCH_WORKLOADS=c) it starts one.
+  [[ -n ${pids[$system]:-} ]] || start_cache "$system" direct
   load "$system" "$run_no" | sed 's/^/    /' >&2
+  for rate in "${c_rates[@]}"; do load "$system" "$run_no" "$rate" | sed 's/^/    /' >&2; done
   stop "$system"
   stop "$system-relay"
 }
@@ -449,7 +460,7 @@ build
 make_files
 rm -rf "$run" && mkdir -p "$run/logs" "$run/out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-echo "{\"type\":\"config\",\"http_client\":\"${BENCH_HTTP_CLIENT:-bench}\",\"mode\":\"$mode\",\"runs\":$runs,\"u_rounds\":$u_rounds,\"u_mid_bytes\":$u_mid_bytes,\"native\":$native,\"started\":\"$stamp\",\"a_bytes\":$a_bytes,\"b_bytes\":$b_bytes,\"b_clients\":$b_clients,\"c_files\":$c_files,\"c_file_bytes\":$c_file_bytes,\"c_requests\":$c_requests,\"c_connections\":$c_connections,\"origin_rate\":$origin_rate,\"proxy_args\":\"${BENCH_PROXY_ARGS:-}\"}" >"$results"
+echo "{\"type\":\"config\",\"http_client\":\"${BENCH_HTTP_CLIENT:-bench}\",\"mode\":\"$mode\",\"runs\":$runs,\"u_rounds\":$u_rounds,\"u_mid_bytes\":$u_mid_bytes,\"native\":$native,\"started\":\"$stamp\",\"a_bytes\":$a_bytes,\"b_bytes\":$b_bytes,\"b_clients\":$b_clients,\"c_files\":$c_files,\"c_file_bytes\":$c_file_bytes,\"c_requests\":$c_requests,\"c_connections\":$c_connections,\"c_rates\":[$(IFS=,; echo "${c_rates[*]}")],\"origin_rate\":$origin_rate,\"proxy_args\":\"${BENCH_PROXY_ARGS:-}\"}" >"$results"
 measure_limits
 start_origins
 

@@ -62,7 +62,16 @@ internal sealed class BenchReport
                     list.Add(Fetch.From(record));
                     break;
                 case "load":
-                    sample.Load = record;
+                    // A paced run (a fixed request rate) has rows of its own; the closed loop's (and wrk's, which
+                    // has no rate field) are the others.
+                    if (record.TryGetProperty("rate", out var rate) && rate.GetDouble() > 0)
+                    {
+                        sample.PacedLoads[rate.GetDouble()] = record;
+                    }
+                    else
+                    {
+                        sample.Load = record;
+                    }
                     break;
                 case "user":
                     var userTest = record.GetProperty("test").GetString()!;
@@ -218,8 +227,17 @@ internal sealed class BenchReport
             s => s.All("b-warm") is { } all ? Median(all.Select(f => f.Ttfb)) * 1e3 : null, null);
         yield return new Metric("c_rps", Invariant($"c. {small} hits, {c.Number("c_requests"):0} requests, {c.Number("c_connections"):0} connections: requests/s"), true,
             s => s.Load?.GetProperty("rps").GetDouble(), null);
-        yield return new Metric("c_p50_ms", "c. latency p50, ms", false, s => s.Load?.GetProperty("p50_ms").GetDouble(), null);
-        yield return new Metric("c_p99_ms", "c. latency p99, ms", false, s => s.Load?.GetProperty("p99_ms").GetDouble(), null);
+        yield return new Metric("c_mean_ms", "c. latency mean, ms", false, s => LoadFigure(s.Load, "mean_ms"), null);
+        yield return new Metric("c_p50_ms", "c. latency p50, ms", false, s => LoadFigure(s.Load, "p50_ms"), null);
+        yield return new Metric("c_p99_ms", "c. latency p99, ms", false, s => LoadFigure(s.Load, "p99_ms"), null);
+        foreach (var rate in c.Numbers("c_rates"))
+        {
+            var paced = Invariant($"c. paced, {rate:0} requests/s");
+            yield return new Metric(Invariant($"c_paced_{rate:0}_p50_ms"), Invariant($"{paced}: latency p50, ms"), false,
+                s => LoadFigure(s.PacedLoads.GetValueOrDefault(rate), "p50_ms"), null);
+            yield return new Metric(Invariant($"c_paced_{rate:0}_p99_ms"), Invariant($"{paced}: latency p99, ms"), false,
+                s => LoadFigure(s.PacedLoads.GetValueOrDefault(rate), "p99_ms"), null);
+        }
         yield return new Metric("d_rss_mib", "d. peak RSS during b (all processes), MiB", false, s => s.RssKib / 1024, null);
         foreach (var (test, bytes) in UserTests())
         {
@@ -314,13 +332,22 @@ internal sealed class BenchReport
             {
                 continue;
             }
-            if (sample.Load is not { } load)
+            if (sample.Load is null)
             {
                 Warnings.Add(Invariant($"run {run} {system} c: no result"));
             }
-            else if (load.GetProperty("errors").GetDouble() > 0)
+            foreach (var (name, load) in sample.PacedLoads.Select(paced => (Invariant($"c paced {paced.Key:0}/s"), paced.Value))
+                         .Prepend(("c", sample.Load ?? default)).Where(line => line.Item2.ValueKind == JsonValueKind.Object))
             {
-                Warnings.Add(Invariant($"run {run} {system} c: {load.GetProperty("errors").GetDouble():0} failed requests"));
+                var requests = load.GetProperty("requests").GetDouble();
+                if (load.GetProperty("errors").GetDouble() > 0)
+                {
+                    Warnings.Add(Invariant($"run {run} {system} {name}: {load.GetProperty("errors").GetDouble():0} failed requests"));
+                }
+                else if (load.TryGetProperty("hits", out var hits) && hits.GetDouble() < requests)
+                {
+                    Warnings.Add(Invariant($"run {run} {system} {name}: {requests - hits.GetDouble():0} of {requests:0} were not cache hits"));
+                }
             }
         }
         if (_samples.Count == 0)
@@ -328,6 +355,11 @@ internal sealed class BenchReport
             Warnings.Add("no results");
         }
     }
+
+    /// <summary>A figure of a load generator's JSON line, or null where the line or the figure is missing (wrk's
+    /// lines have no mean).</summary>
+    private static double? LoadFigure(JsonElement? load, string name) =>
+        load is { } line && line.TryGetProperty(name, out var value) ? value.GetDouble() : null;
 
     private static string Cell(MetricResult result, string system)
     {
@@ -418,6 +450,9 @@ internal sealed class BenchReport
 
         public JsonElement? Load { get; set; }
 
+        /// <summary>Workload c's runs at fixed request rates (--rate), by rate.</summary>
+        public Dictionary<double, JsonElement> PacedLoads { get; } = [];
+
         public double? RssKib { get; set; }
 
         public double? OriginBytes { get; set; }
@@ -437,6 +472,12 @@ internal sealed class BenchReport
 
         public double Number(string name) =>
             Config.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number ? value.GetDouble() : double.NaN;
+
+        /// <summary>A list of numbers in the configuration (none where it is missing, as in older results).</summary>
+        public double[] Numbers(string name) =>
+            Config.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Array
+                ? value.EnumerateArray().Select(item => item.GetDouble()).ToArray()
+                : [];
 
         public string Text(string name) =>
             Config.TryGetProperty(name, out var value) ? value.ToString() : "?";

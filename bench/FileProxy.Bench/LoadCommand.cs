@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.CommandLine;
 using System.Diagnostics;
+using System.Net.Sockets;
+using System.Threading.Channels;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Wire;
 
@@ -8,8 +10,10 @@ namespace FileProxy.Bench;
 
 /// <summary>
 /// <c>load</c>: M persistent connections share K requests over a list of names (request i asks for name i mod count,
-/// the order bench/wrk-load.lua uses), each connection sending its next request when the previous body is read.
-/// Prints one JSON line: requests, seconds, requests per second, p50 and p99 latency.
+/// the order bench/wrk-load.lua uses), each connection sending its next request when the previous body is read, or, with
+/// --rate, when its time has come. Over the FileProxy protocol, or HTTP/1.1 (--http) for nginx and Varnish, so that one
+/// generator measures all three caches. Prints one JSON line: requests, seconds, requests per second, mean, p50 and p99
+/// latency.
 /// </summary>
 internal static class LoadCommand
 {
@@ -20,15 +24,23 @@ internal static class LoadCommand
         var connections = new Option<int>("--connections", "-c") { Description = "Persistent connections", DefaultValueFactory = _ => 64 };
         var requests = new Option<int>("--requests", "-n") { Description = "Requests to time, over all connections", DefaultValueFactory = _ => 10_000 };
         var warmup = new Option<int>("--warmup") { Description = "Untimed requests first, on the same connections", DefaultValueFactory = _ => 0 };
+        var rate = new Option<double>("--rate")
+        {
+            Description = "Timed requests per second over all connections: request i is sent no earlier than i/RATE s after the start, "
+                + "so latencies are measured below saturation (0: each connection sends its next request at once)",
+            DefaultValueFactory = _ => 0,
+        };
+        var http = new Option<bool>("--http") { Description = "Speak HTTP/1.1 (GET /NAME) instead of the FileProxy protocol, to load nginx or Varnish" };
+        var trace = new Option<FileInfo?>("--trace") { Description = "Also write each timed request's start and latency (ms, one line each) to this file" };
         var command = new Command("load", "M persistent connections send K requests for small files; prints rps, p50 and p99 as JSON")
         {
-            proxy, names, connections, requests, warmup,
+            proxy, names, connections, requests, warmup, rate, http, trace,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            if (parse.GetValue(connections) < 1 || parse.GetValue(requests) < 1 || parse.GetValue(warmup) < 0)
+            if (parse.GetValue(connections) < 1 || parse.GetValue(requests) < 1 || parse.GetValue(warmup) < 0 || !(parse.GetValue(rate) >= 0))
             {
-                await Console.Error.WriteLineAsync("error: --connections and --requests must be at least 1, --warmup at least 0");
+                await Console.Error.WriteLineAsync("error: --connections and --requests must be at least 1, --warmup and --rate at least 0");
                 return 2;
             }
             var list = (await File.ReadAllLinesAsync(parse.GetValue(names)!.FullName, cancellationToken))
@@ -39,23 +51,32 @@ internal static class LoadCommand
                 return 2;
             }
             var target = parse.GetValue(proxy);
-            var clients = new FileClient[parse.GetValue(connections)];
+            var clients = new ILoadConnection[parse.GetValue(connections)];
             try
             {
                 for (var i = 0; i < clients.Length; i++)
                 {
-                    clients[i] = await FileClient.ConnectAsync(target.Host, target.Port, cancellationToken: cancellationToken);
+                    clients[i] = parse.GetValue(http)
+                        ? await HttpLoadConnection.ConnectAsync(target.Host, target.Port, cancellationToken)
+                        : new FileProxyLoadConnection(await FileClient.ConnectAsync(target.Host, target.Port, cancellationToken: cancellationToken));
                 }
-                await RunAsync(clients, list, parse.GetValue(warmup), cancellationToken);
-                var run = await RunAsync(clients, list, parse.GetValue(requests), cancellationToken);
-                var sorted = run.Latencies;
+                await RunAsync(clients, list, parse.GetValue(warmup), 0, cancellationToken);
+                var run = await RunAsync(clients, list, parse.GetValue(requests), parse.GetValue(rate), cancellationToken);
+                if (parse.GetValue(trace) is { } traceFile)
+                {
+                    await File.WriteAllLinesAsync(traceFile.FullName,
+                        run.Starts.Select((start, i) => FormattableString.Invariant($"{start:F4} {run.Latencies[i]:F4}")), cancellationToken);
+                }
+                var sorted = run.Latencies.ToArray();
                 Array.Sort(sorted);
                 JsonLine.Write(w =>
                 {
                     w.WriteNumber("requests", sorted.Length);
                     w.WriteNumber("connections", clients.Length);
+                    w.WriteNumber("rate", parse.GetValue(rate));
                     w.WriteNumber("seconds", Math.Round(run.Elapsed.TotalSeconds, 6));
                     w.WriteNumber("rps", Math.Round(sorted.Length / run.Elapsed.TotalSeconds, 1));
+                    w.WriteNumber("mean_ms", Math.Round(sorted.Average(), 4));
                     w.WriteNumber("p50_ms", Math.Round(Percentile(sorted, 50), 4));
                     w.WriteNumber("p99_ms", Math.Round(Percentile(sorted, 99), 4));
                     w.WriteNumber("errors", run.Errors);
@@ -63,7 +84,7 @@ internal static class LoadCommand
                 });
                 return run.Errors == 0 ? 0 : 1;
             }
-            catch (UpstreamException e)
+            catch (Exception e) when (e is UpstreamException or SocketException or IOException)
             {
                 await Console.Error.WriteLineAsync($"error: {e.Message}");
                 return 1;
@@ -82,40 +103,38 @@ internal static class LoadCommand
         return command;
     }
 
-    private static async Task<LoadRun> RunAsync(FileClient[] clients, string[] names, int total, CancellationToken cancellationToken)
+    private static async Task<LoadRun> RunAsync(ILoadConnection[] clients, string[] names, int total, double rate, CancellationToken cancellationToken)
     {
         var latencies = new double[total];
+        var starts = new double[total];
         var next = -1;
         var errors = 0;
         var hits = 0;
         var start = Stopwatch.GetTimestamp();
+        var ticksPerRequest = rate > 0 ? Stopwatch.Frequency / rate : 0;
+        var paced = rate > 0 ? Pacer.Start(start, ticksPerRequest, total) : null;
         await Task.WhenAll(clients.Select(client => Task.Run(async () =>
         {
             var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
             try
             {
-                int i;
-                while ((i = Interlocked.Increment(ref next)) < total)
+                while (await NextAsync() is var i && i < total)
                 {
                     var begin = Stopwatch.GetTimestamp();
-                    await using (var response = await client.GetAsync(new GetRequest(names[i % names.Length]), cancellationToken))
+                    var result = await client.GetAsync(names[i % names.Length], buffer, cancellationToken);
+                    if (!result.Ok)
                     {
-                        long bytes = 0;
-                        int read;
-                        while ((read = await response.ReadAsync(buffer, cancellationToken)) > 0)
-                        {
-                            bytes += read;
-                        }
-                        if (!response.Head.IsOk || bytes != response.Head.Length)
-                        {
-                            Interlocked.Increment(ref errors);
-                        }
-                        if (response.Head.Source is ResponseSource.CacheHit)
-                        {
-                            Interlocked.Increment(ref hits);
-                        }
+                        Interlocked.Increment(ref errors);
                     }
-                    latencies[i] = Stopwatch.GetElapsedTime(begin).TotalMilliseconds;
+                    if (result.Hit)
+                    {
+                        Interlocked.Increment(ref hits);
+                    }
+                    // Paced, a request's latency counts from its time, not from its send: a request that waited for
+                    // a free connection waited for the cache (wrk2's correction for coordinated omission).
+                    var from = paced is null ? begin : start + (long)(i * ticksPerRequest);
+                    latencies[i] = Stopwatch.GetElapsedTime(from).TotalMilliseconds;
+                    starts[i] = Stopwatch.GetElapsedTime(start, begin).TotalMilliseconds;
                 }
             }
             finally
@@ -123,12 +142,58 @@ internal static class LoadCommand
                 ArrayPool<byte>.Shared.Return(buffer);
             }
         }, cancellationToken)));
-        return new LoadRun(latencies, Stopwatch.GetElapsedTime(start), errors, hits);
+        return new LoadRun(latencies, starts, Stopwatch.GetElapsedTime(start), errors, hits);
+
+        // The next request's number: at once, or from the pacer at its time; total when there are no more.
+        async ValueTask<int> NextAsync()
+        {
+            if (paced is null)
+            {
+                return Interlocked.Increment(ref next);
+            }
+            // ReadAsync hands each number to one waiting connection (WaitToReadAsync would wake all 64 for each).
+            try
+            {
+                return await paced.ReadAsync(cancellationToken);
+            }
+            catch (ChannelClosedException)
+            {
+                return total;
+            }
+        }
     }
 
     /// <summary>Nearest-rank percentile of an ascending array.</summary>
     private static double Percentile(double[] sorted, double percent) =>
         sorted[Math.Clamp((int)Math.Ceiling(percent / 100 * sorted.Length) - 1, 0, sorted.Length - 1)];
 
-    private sealed record LoadRun(double[] Latencies, TimeSpan Elapsed, int Errors, int Hits);
+    /// <summary>Request i started <c>Starts[i]</c> ms after the run began and took <c>Latencies[i]</c> ms.</summary>
+    private sealed class FileProxyLoadConnection(FileClient client) : ILoadConnection
+    {
+        public async ValueTask<LoadResult> GetAsync(string name, Memory<byte> buffer, CancellationToken cancellationToken)
+        {
+            await using var response = await client.GetAsync(new GetRequest(name), cancellationToken);
+            long bytes = 0;
+            int read;
+            while ((read = await response.ReadAsync(buffer, cancellationToken)) > 0)
+            {
+                bytes += read;
+            }
+            return new LoadResult(response.Head.IsOk && bytes == response.Head.Length, response.Head.Source is ResponseSource.CacheHit);
+        }
+
+        public ValueTask DisposeAsync() => client.DisposeAsync();
+    }
+
+    private sealed record LoadRun(double[] Latencies, double[] Starts, TimeSpan Elapsed, int Errors, int Hits);
 }
+
+/// <summary>One persistent connection of the load generator, one request in flight.</summary>
+internal interface ILoadConnection : IAsyncDisposable
+{
+    /// <summary>Requests NAME and reads the whole response body into BUFFER (overwriting it as it goes).</summary>
+    ValueTask<LoadResult> GetAsync(string name, Memory<byte> buffer, CancellationToken cancellationToken);
+}
+
+/// <summary>Whether a response was whole and successful, and whether the cache said it was a hit.</summary>
+internal readonly record struct LoadResult(bool Ok, bool Hit);
