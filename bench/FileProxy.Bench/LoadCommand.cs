@@ -32,7 +32,7 @@ internal static class LoadCommand
         };
         var http = new Option<bool>("--http") { Description = "Speak HTTP/1.1 (GET /NAME) instead of the FileProxy protocol, to load nginx or Varnish" };
         var trace = new Option<FileInfo?>("--trace") { Description = "Also write each timed request's start and latency (ms, one line each) to this file" };
-        var command = new Command("load", "M persistent connections send K requests for small files; prints rps, p50 and p99 as JSON")
+        var command = new Command("load", "M persistent connections send K requests for small files; prints rps, mean, p50 and p99 as JSON")
         {
             proxy, names, connections, requests, warmup, rate, http, trace,
         };
@@ -170,7 +170,7 @@ internal static class LoadCommand
     private static double Percentile(double[] sorted, double percent) =>
         sorted[Math.Clamp((int)Math.Ceiling(percent / 100 * sorted.Length) - 1, 0, sorted.Length - 1)];
 
-    /// <summary>Request i started <c>Starts[i]</c> ms after the run began and took <c>Latencies[i]</c> ms.</summary>
+    /// <summary>One connection over the FileProxy protocol; a hit is what the cache's response head says.</summary>
     private sealed class FileProxyLoadConnection(FileClient client) : ILoadConnection
     {
         public async ValueTask<LoadResult> GetAsync(string name, Memory<byte> buffer, CancellationToken cancellationToken)
@@ -188,6 +188,7 @@ internal static class LoadCommand
         public ValueTask DisposeAsync() => client.DisposeAsync();
     }
 
+    /// <summary>Request i started <c>Starts[i]</c> ms after the run began and took <c>Latencies[i]</c> ms.</summary>
     private sealed record LoadRun(double[] Latencies, double[] Starts, TimeSpan Elapsed, int Errors, int Hits);
 }
 
