@@ -87,7 +87,7 @@ internal static class LoadCommand
                 });
                 return run.Errors == 0 ? 0 : 1;
             }
-            catch (Exception e) when (e is UpstreamException or SocketException or IOException)
+            catch (Exception e) when (e is UpstreamException or SocketException or IOException or InvalidDataException)
             {
                 await Console.Error.WriteLineAsync($"error: {e.Message}");
                 return 1;
