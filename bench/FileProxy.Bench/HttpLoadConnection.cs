@@ -9,6 +9,10 @@ namespace FileProxy.Bench;
 /// One persistent HTTP/1.1 connection of <c>load --http</c>: <c>GET /NAME</c>, one request in flight, a response
 /// with Content-Length (what nginx and Varnish send for a cached file). It lets the one load generator measure all
 /// three caches of workload c, so that their latencies come from the same process on the same threads.
+/// Not HttpClient (which `get` uses): in its place, one handler per connection, the client's own cost made nginx and
+/// Varnish look slower than they are (Varnish 37,000-42,000 requests/s against 57,000-61,000; paced at 2,000/s a p50
+/// of 0.13-0.15 ms against 0.10; workload c alone, 3 runs each, alternating, 2026-12-01 04:42 UTC), and on two cores
+/// that CPU is taken from the cache under test.
 /// </summary>
 internal sealed class HttpLoadConnection(Socket socket, string host) : ILoadConnection
 {
