@@ -32,17 +32,21 @@ done
 
 if [[ $mode == quick ]]; then
   a_bytes=$((64 << 20)); b_bytes=$((16 << 20)); c_files=256; runs=${BENCH_RUNS:-3}; iperf_seconds=1; u_rounds=1
-  c_rates=(20000)
+  c_requests=10000; c_rates=(20000); c_paced_seconds=1
 else
   a_bytes=$((1 << 30)); b_bytes=$((100 << 20)); c_files=1000; runs=${BENCH_RUNS:-5}; iperf_seconds=3; u_rounds=2
+  # Workload c's unpaced run: about 1.5 s here, so that its tail is not one scheduling event's luck.
+  c_requests=100000
   # Workload c's paced runs, requests/s: light, and moderate (about a third of what each cache serves here at most).
   c_rates=(2000 20000)
+  # Each paced run lasts this long (RATE × it requests), so that the machine's periodic work (here kdamond samples
+  # every 500 ms; the kernel writes back every 5 s) lands in each system's runs alike, not in one 0.5 s run by luck.
+  c_paced_seconds=5
 fi
 workloads=" ${BENCH_WORKLOADS:-a b c u} "
 u_mid_bytes=$((10 << 20)) # workload u: 4 KiB (a small file), 10 MiB, and workload a's big file
 b_clients=50
 c_file_bytes=4096
-c_requests=10000
 c_connections=64
 c_warmup=$((c_files > 5000 ? c_files : 5000)) # untimed first, on the same connections
 origin_rate=50000000 # bytes/s, workload b's cold runs
@@ -298,8 +302,12 @@ fetch() { # SYSTEM NAME CLIENTS OUTPUT
 }
 
 load() { # SYSTEM RUN [RATE]: workload c's load, as fast as it goes or (RATE > 0) paced at RATE requests/s
-  local system=$1 run_no=$2 rate=${3:-0} port
+  local system=$1 run_no=$2 rate=${3:-0} port requests=$c_requests
   port=$(port_of "$system")
+  ((rate == 0)) || requests=$((rate * c_paced_seconds))
+  # As in workloads a and u: no dirty pages of an earlier workload (workload b's cache files, which nginx does not
+  # fsync) left for the kernel to write back while this one runs, whichever system wrote them.
+  sync
   # One load generator for all three (HTTP for nginx and Varnish), so that their latencies come from the same process
   # on the same threads; BENCH_C_LOAD=wrk loads nginx and Varnish with wrk instead (not paced: wrk cannot).
   if [[ $system != ours && ${BENCH_C_LOAD:-} == wrk && $rate == 0 ]]; then
@@ -310,7 +318,7 @@ load() { # SYSTEM RUN [RATE]: workload c's load, as fast as it goes or (RATE > 0
   else
     # shellcheck disable=SC2046 # the one option or none
     (run_ours Bench load --proxy "127.0.0.1:$port" --names "$work/names.txt" --connections "$c_connections" \
-      --requests "$c_requests" --warmup "$c_warmup" --rate "$rate" $([[ $system == ours ]] || echo --http) \
+      --requests "$requests" --warmup "$c_warmup" --rate "$rate" $([[ $system == ours ]] || echo --http) \
       --trace "$run/logs/load-$system-$run_no-$rate.txt") || true
   fi | record load "$run_no" "$system"
 }
@@ -460,7 +468,7 @@ build
 make_files
 rm -rf "$run" && mkdir -p "$run/logs" "$run/out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-echo "{\"type\":\"config\",\"http_client\":\"${BENCH_HTTP_CLIENT:-bench}\",\"mode\":\"$mode\",\"runs\":$runs,\"u_rounds\":$u_rounds,\"u_mid_bytes\":$u_mid_bytes,\"native\":$native,\"started\":\"$stamp\",\"a_bytes\":$a_bytes,\"b_bytes\":$b_bytes,\"b_clients\":$b_clients,\"c_files\":$c_files,\"c_file_bytes\":$c_file_bytes,\"c_requests\":$c_requests,\"c_connections\":$c_connections,\"c_rates\":[$(IFS=,; echo "${c_rates[*]}")],\"origin_rate\":$origin_rate,\"proxy_args\":\"${BENCH_PROXY_ARGS:-}\"}" >"$results"
+echo "{\"type\":\"config\",\"http_client\":\"${BENCH_HTTP_CLIENT:-bench}\",\"mode\":\"$mode\",\"runs\":$runs,\"u_rounds\":$u_rounds,\"u_mid_bytes\":$u_mid_bytes,\"native\":$native,\"started\":\"$stamp\",\"a_bytes\":$a_bytes,\"b_bytes\":$b_bytes,\"b_clients\":$b_clients,\"c_files\":$c_files,\"c_file_bytes\":$c_file_bytes,\"c_requests\":$c_requests,\"c_connections\":$c_connections,\"c_rates\":[$(IFS=,; echo "${c_rates[*]}")],\"c_paced_seconds\":$c_paced_seconds,\"origin_rate\":$origin_rate,\"proxy_args\":\"${BENCH_PROXY_ARGS:-}\"}" >"$results"
 measure_limits
 start_origins
 

@@ -230,9 +230,10 @@ internal sealed class BenchReport
         yield return new Metric("c_mean_ms", "c. latency mean, ms", false, s => LoadFigure(s.Load, "mean_ms"), null);
         yield return new Metric("c_p50_ms", "c. latency p50, ms", false, s => LoadFigure(s.Load, "p50_ms"), null);
         yield return new Metric("c_p99_ms", "c. latency p99, ms", false, s => LoadFigure(s.Load, "p99_ms"), null);
+        var pacedSeconds = c.Number("c_paced_seconds");
         foreach (var rate in c.Numbers("c_rates"))
         {
-            var paced = Invariant($"c. paced, {rate:0} requests/s");
+            var paced = Invariant($"c. paced, {rate:0} requests/s") + (double.IsNaN(pacedSeconds) ? "" : Invariant($" for {pacedSeconds:0} s"));
             yield return new Metric(Invariant($"c_paced_{rate:0}_p50_ms"), Invariant($"{paced}: latency p50, ms"), false,
                 s => LoadFigure(s.PacedLoads.GetValueOrDefault(rate), "p50_ms"), null);
             yield return new Metric(Invariant($"c_paced_{rate:0}_p99_ms"), Invariant($"{paced}: latency p99, ms"), false,
