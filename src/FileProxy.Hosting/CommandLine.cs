@@ -6,6 +6,7 @@ using System.Runtime.InteropServices;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Wire;
 using Serilog;
+using Serilog.Configuration;
 using Serilog.Events;
 using Serilog.Sinks.SystemConsole.Themes;
 
@@ -166,7 +167,7 @@ public static class CommandLine
     public static async Task<int> RunServerAsync(LogEventLevel logLevel,
         Func<(FileProxy.Protocol.Server.ProtocolServer Server, IAsyncDisposable? Source)> create, CancellationToken cancellationToken)
     {
-        ConfigureLogging(logLevel);
+        ConfigureLogging(logLevel, background: true);
         LogFileLimit();
         try
         {
@@ -380,18 +381,32 @@ public static class CommandLine
         return d[a.Length, b.Length];
     }
 
-    /// <summary>Log lines on standard error, dated, every string value escaped (<see cref="EscapingEnricher"/>), in
-    /// colour (ANSI) only on a terminal.</summary>
-    public static void ConfigureLogging(LogEventLevel level) =>
-        Log.Logger = new LoggerConfiguration()
+    /// <summary>
+    /// Log lines on standard error, dated, every string value escaped (<see cref="EscapingEnricher"/>), in colour
+    /// (ANSI) only on a terminal. With <paramref name="background"/> (the server and the proxy) a thread of its own
+    /// writes them from a queue of <see cref="LogQueueLines"/>: a standard error nobody reads (a terminal paused with
+    /// Ctrl+S, a stalled pipe) then costs log lines, counted and reported once it moves again
+    /// (<see cref="DroppedLogLines"/>), instead of stopping every connection at its next log line. The client writes
+    /// them itself: it serves nobody else, and its last words must not wait in a queue.
+    /// </summary>
+    public static void ConfigureLogging(LogEventLevel level, bool background = false)
+    {
+        var configuration = new LoggerConfiguration()
             .MinimumLevel.Is(level)
-            .Enrich.With<EscapingEnricher>()
-            .WriteTo.Console(
-                outputTemplate: "{Timestamp:yyyy-MM-dd HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}",
-                formatProvider: CultureInfo.InvariantCulture,
-                standardErrorFromLevel: LogEventLevel.Verbose,
-                theme: Console.IsErrorRedirected ? ConsoleTheme.None : AnsiConsoleTheme.Literate)
-            .CreateLogger();
+            .Enrich.With<EscapingEnricher>();
+        Log.Logger = (background
+            ? configuration.WriteTo.Async(to => WriteToConsole(to), LogQueueLines, blockWhenFull: false, monitor: new DroppedLogLines())
+            : WriteToConsole(configuration.WriteTo)).CreateLogger();
+
+        static LoggerConfiguration WriteToConsole(LoggerSinkConfiguration to) => to.Console(
+            outputTemplate: "{Timestamp:yyyy-MM-dd HH:mm:ss.fff} [{Level:u3}] {Message:lj}{NewLine}{Exception}",
+            formatProvider: CultureInfo.InvariantCulture,
+            standardErrorFromLevel: LogEventLevel.Verbose,
+            theme: Console.IsErrorRedirected ? ConsoleTheme.None : AnsiConsoleTheme.Literate);
+    }
+
+    /// <summary>Log lines a server or proxy holds while its standard error is not read, before it drops more.</summary>
+    public const int LogQueueLines = 10_000;
 
     /// <summary>
     /// .NET's console, the first time it writes to a terminal, puts the terminal's keypad in application mode

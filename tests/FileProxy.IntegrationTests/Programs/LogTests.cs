@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using FileProxy.Hosting;
 using FileProxy.IntegrationTests.Infrastructure;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
@@ -154,6 +155,64 @@ public sealed partial class LogTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_server_whose_standard_error_nobody_reads_keeps_serving_and_counts_the_lines_it_dropped()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var root = new TempDirectory("fileproxy-root");
+        // More log lines than the pipe (64 KiB: about 700 of them) and the queue hold together, one per request.
+        const int Requests = CommandLine.LogQueueLines + 3_000;
+        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        {
+            ArgumentList = { ChildProgram.AssemblyOf("Server"), "--root", root.Path, "--port", "0", "--listen", "127.0.0.1" },
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        using var server = Process.Start(start)!;
+        try
+        {
+            var stderr = server.StandardError;
+            var port = 0;
+            while (port == 0 && await stderr.ReadLineAsync(deadline.Token) is { } line)
+            {
+                if (ListeningOn().Match(line) is { Success: true } match)
+                {
+                    port = int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+                }
+            }
+            port.Should().BePositive("the server logs the port it listens on");
+
+            // From here on nobody reads its standard error until every request has been answered.
+            using (var serving = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token))
+            {
+                serving.CancelAfter(TimeSpan.FromSeconds(30));
+                await using var client = await FileClient.ConnectAsync("127.0.0.1", port, cancellationToken: serving.Token);
+                for (var i = 0; i < Requests; i++)
+                {
+                    (await Fetch.GetAsync(client, "nope.bin", serving.Token)).Head.Status.Should().Be(StatusCode.NotFound);
+                }
+            }
+
+            long logged = 0, dropped = 0;
+            while (dropped == 0 && await stderr.ReadLineAsync(deadline.Token) is { } line)
+            {
+                logged += line.Contains("GET nope.bin NotFound", StringComparison.Ordinal) ? 1 : 0;
+                if (DroppedLines().Match(line) is { Success: true } match)
+                {
+                    dropped = long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+                }
+            }
+            output.WriteLine($"{logged} request lines written, {dropped} dropped");
+            dropped.Should().BePositive("the queue was full while nobody read");
+            (logged + dropped).Should().Be(Requests, "every request's line was either written or counted as dropped");
+        }
+        finally
+        {
+            server.Kill();
+            await server.WaitForExitAsync(CancellationToken.None);
+        }
+    }
+
+    [Fact]
     public async Task The_client_sends_nothing_to_a_terminal_but_its_output()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
@@ -190,6 +249,12 @@ public sealed partial class LogTests(ITestOutputHelper output)
         client.ExitCode.Should().Be(3);
         client.Stderr.Should().Contain("error: NotFound: gone\\x1b[2J\\nforged").And.NotContain("\u001b");
     }
+
+    [GeneratedRegex(@"Listening on 127\.0\.0\.1:([0-9]+)")]
+    private static partial Regex ListeningOn();
+
+    [GeneratedRegex(@"\[WRN\] ([0-9]+) log lines were dropped")]
+    private static partial Regex DroppedLines();
 
     private sealed class HostileMessageSource : IFileSource
     {
