@@ -196,7 +196,10 @@ public static class CommandLine
         }
         finally
         {
-            await Log.CloseAndFlushAsync();
+            // The queue's writer may be stuck on a standard error nobody reads: then its lines are lost, not the exit.
+            // (Closing waits for the writer synchronously, hence a thread of the pool rather than this one.)
+            await Task.WhenAny(Task.Run(async () => await Log.CloseAndFlushAsync(), CancellationToken.None),
+                Task.Delay(LogFlushTimeout, CancellationToken.None));
         }
     }
 
@@ -407,6 +410,10 @@ public static class CommandLine
 
     /// <summary>Log lines a server or proxy holds while its standard error is not read, before it drops more.</summary>
     public const int LogQueueLines = 10_000;
+
+    /// <summary>How long a stopping server or proxy waits for its queued log lines to be written: a standard error
+    /// nobody reads would otherwise keep it from ever exiting.</summary>
+    public static readonly TimeSpan LogFlushTimeout = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// .NET's console, the first time it writes to a terminal, puts the terminal's keypad in application mode

@@ -159,57 +159,96 @@ public sealed partial class LogTests(ITestOutputHelper output)
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         using var root = new TempDirectory("fileproxy-root");
+        await using var server = await UnreadServer.StartAsync(root.Path, deadline.Token);
         // More log lines than the pipe (64 KiB: about 700 of them) and the queue hold together, one per request.
         const int Requests = CommandLine.LogQueueLines + 3_000;
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+
+        await server.AskForMissingFilesAsync(Requests, deadline.Token);
+
+        long logged = 0, dropped = 0;
+        while (dropped == 0 && await server.Stderr.ReadLineAsync(deadline.Token) is { } line)
         {
-            ArgumentList = { ChildProgram.AssemblyOf("Server"), "--root", root.Path, "--port", "0", "--listen", "127.0.0.1" },
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        using var server = Process.Start(start)!;
-        try
+            logged += line.Contains("GET nope.bin NotFound", StringComparison.Ordinal) ? 1 : 0;
+            if (DroppedLines().Match(line) is { Success: true } match)
+            {
+                dropped = long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+            }
+        }
+        output.WriteLine($"{logged} request lines written, {dropped} dropped");
+        dropped.Should().BePositive("the queue was full while nobody read");
+        (logged + dropped).Should().Be(Requests, "every request's line was either written or counted as dropped");
+    }
+
+    [Fact]
+    public async Task A_server_whose_standard_error_nobody_reads_still_stops_on_SIGTERM()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var root = new TempDirectory("fileproxy-root");
+        await using var server = await UnreadServer.StartAsync(root.Path, deadline.Token);
+        await server.AskForMissingFilesAsync(3_000, deadline.Token); // the pipe is full: its writer is stuck
+
+        Process.Start("kill", ["-TERM", server.Process.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
+        using var stopping = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token);
+        stopping.CancelAfter(CommandLine.LogFlushTimeout + TimeSpan.FromSeconds(10));
+        var stop = async () => await server.Process.WaitForExitAsync(stopping.Token);
+
+        await stop.Should().NotThrowAsync("the server stops without waiting for ever on its last log lines");
+        server.Process.ExitCode.Should().Be(0);
+    }
+
+    /// <summary>The server program in a child process whose standard error the test reads only up to the line that
+    /// gives its port: after that, nobody reads it until the test does again.</summary>
+    private sealed partial class UnreadServer(Process process, int port) : IAsyncDisposable
+    {
+        public Process Process { get; } = process;
+
+        public StreamReader Stderr => Process.StandardError;
+
+        public static async Task<UnreadServer> StartAsync(string root, CancellationToken cancellationToken)
         {
-            var stderr = server.StandardError;
-            var port = 0;
-            while (port == 0 && await stderr.ReadLineAsync(deadline.Token) is { } line)
+            var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+            {
+                ArgumentList = { ChildProgram.AssemblyOf("Server"), "--root", root, "--port", "0", "--listen", "127.0.0.1" },
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            var process = Process.Start(start)!;
+            while (await process.StandardError.ReadLineAsync(cancellationToken) is { } line)
             {
                 if (ListeningOn().Match(line) is { Success: true } match)
                 {
-                    port = int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+                    return new UnreadServer(process, int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture));
                 }
             }
-            port.Should().BePositive("the server logs the port it listens on");
-
-            // From here on nobody reads its standard error until every request has been answered.
-            using (var serving = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token))
-            {
-                serving.CancelAfter(TimeSpan.FromSeconds(30));
-                await using var client = await FileClient.ConnectAsync("127.0.0.1", port, cancellationToken: serving.Token);
-                for (var i = 0; i < Requests; i++)
-                {
-                    (await Fetch.GetAsync(client, "nope.bin", serving.Token)).Head.Status.Should().Be(StatusCode.NotFound);
-                }
-            }
-
-            long logged = 0, dropped = 0;
-            while (dropped == 0 && await stderr.ReadLineAsync(deadline.Token) is { } line)
-            {
-                logged += line.Contains("GET nope.bin NotFound", StringComparison.Ordinal) ? 1 : 0;
-                if (DroppedLines().Match(line) is { Success: true } match)
-                {
-                    dropped = long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
-                }
-            }
-            output.WriteLine($"{logged} request lines written, {dropped} dropped");
-            dropped.Should().BePositive("the queue was full while nobody read");
-            (logged + dropped).Should().Be(Requests, "every request's line was either written or counted as dropped");
+            process.Kill();
+            throw new InvalidOperationException("the server ended without logging the port it listens on");
         }
-        finally
+
+        /// <summary>GETs of a missing file, one after another on one connection: one log line each. Fails if they
+        /// are not all answered within 30 s.</summary>
+        public async Task AskForMissingFilesAsync(int count, CancellationToken cancellationToken)
         {
-            server.Kill();
-            await server.WaitForExitAsync(CancellationToken.None);
+            using var serving = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            serving.CancelAfter(TimeSpan.FromSeconds(30));
+            await using var client = await FileClient.ConnectAsync("127.0.0.1", port, cancellationToken: serving.Token);
+            for (var i = 0; i < count; i++)
+            {
+                (await Fetch.GetAsync(client, "nope.bin", serving.Token)).Head.Status.Should().Be(StatusCode.NotFound);
+            }
         }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!Process.HasExited)
+            {
+                Process.Kill();
+                await Process.WaitForExitAsync(CancellationToken.None);
+            }
+            Process.Dispose();
+        }
+
+        [GeneratedRegex(@"Listening on 127\.0\.0\.1:([0-9]+)")]
+        private static partial Regex ListeningOn();
     }
 
     [Fact]
@@ -249,9 +288,6 @@ public sealed partial class LogTests(ITestOutputHelper output)
         client.ExitCode.Should().Be(3);
         client.Stderr.Should().Contain("error: NotFound: gone\\x1b[2J\\nforged").And.NotContain("\u001b");
     }
-
-    [GeneratedRegex(@"Listening on 127\.0\.0\.1:([0-9]+)")]
-    private static partial Regex ListeningOn();
 
     [GeneratedRegex(@"\[WRN\] ([0-9]+) log lines were dropped")]
     private static partial Regex DroppedLines();
