@@ -9,7 +9,7 @@ namespace FileProxy.Hosting;
 /// than stopping every connection's thread on a write. Once the queue has room again, one warning says how many lines
 /// were lost since the last such warning.
 /// </summary>
-internal sealed class DroppedLogLines : IAsyncLogEventSinkMonitor, IDisposable
+internal sealed class DroppedLogLines : IAsyncLogEventSinkMonitor
 {
     private static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
     private readonly Lock _lock = new();
@@ -26,9 +26,7 @@ internal sealed class DroppedLogLines : IAsyncLogEventSinkMonitor, IDisposable
         }
     }
 
-    public void StopMonitoring(IAsyncLogEventSinkInspector inspector) => Dispose();
-
-    public void Dispose()
+    public void StopMonitoring(IAsyncLogEventSinkInspector inspector)
     {
         lock (_lock)
         {
