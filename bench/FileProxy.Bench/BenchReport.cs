@@ -235,9 +235,9 @@ internal sealed class BenchReport
         {
             var paced = Invariant($"c. paced, {rate:0} requests/s") + (double.IsNaN(pacedSeconds) ? "" : Invariant($" for {pacedSeconds:0} s"));
             yield return new Metric(Invariant($"c_paced_{rate:0}_p50_ms"), Invariant($"{paced}: latency p50, ms"), false,
-                s => LoadFigure(s.PacedLoads.GetValueOrDefault(rate), "p50_ms"), null);
+                s => LoadFigure(s.PacedLoads.TryGetValue(rate, out var load) ? load : null, "p50_ms"), null);
             yield return new Metric(Invariant($"c_paced_{rate:0}_p99_ms"), Invariant($"{paced}: latency p99, ms"), false,
-                s => LoadFigure(s.PacedLoads.GetValueOrDefault(rate), "p99_ms"), null);
+                s => LoadFigure(s.PacedLoads.TryGetValue(rate, out var load) ? load : null, "p99_ms"), null);
         }
         yield return new Metric("d_rss_mib", "d. peak RSS during b (all processes), MiB", false, s => s.RssKib / 1024, null);
         foreach (var (test, bytes) in UserTests())
