@@ -240,7 +240,16 @@ public sealed partial class ProtocolServer : IAsyncDisposable
     /// </summary>
     private void StartConnection(Socket socket, long id, IPAddress address)
     {
-        var task = RunConnectionAsync(socket, id);
+        Task task;
+        SocketSender.OnAcceptLoop = true;
+        try
+        {
+            task = RunConnectionAsync(socket, id);
+        }
+        finally
+        {
+            SocketSender.OnAcceptLoop = false;
+        }
         lock (_connectionsLock)
         {
             _connections[id] = task;

@@ -20,6 +20,14 @@ internal sealed class SocketSender : IDisposable
 
     private const int TlsCopyBytes = 256 * 1024;
 
+    /// <summary>True while a server's accept loop runs a new connection up to its first wait (a hit's head and first
+    /// sendfile): the loop goes back to its next accept instead of giving its core away after the first chunk. With
+    /// the yield there, 50 clients connecting at once were accepted one every 5-6 ms (sched_yield on a busy core
+    /// waits out the others' slices): the proxy's heads went out a median 82 ms after the first accept, and 14 ms
+    /// without it (perf record of the syscalls, bench workload b's 50 warm clients, docs/BENCHMARKS.md).</summary>
+    [ThreadStatic]
+    internal static bool OnAcceptLoop;
+
     private readonly Link _link;
     private readonly Socket _socket;
     private readonly SocketAsyncEventArgs _args = new();
@@ -95,7 +103,10 @@ internal sealed class SocketSender : IDisposable
                     // beside its waker), where it waited out this thread's slice while the next turn's sendfile ran:
                     // 0.77 ms of a cold miss's 1.8 ms first byte through our proxy (perf sched timehist). Give the core
                     // away once, as the cache's fill does after its first bytes.
-                    Thread.Yield();
+                    if (!OnAcceptLoop)
+                    {
+                        Thread.Yield();
+                    }
                 }
                 turn = TurnBytes;
                 await Task.Yield(); // the other connections' turn
