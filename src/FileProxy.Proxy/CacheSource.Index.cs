@@ -10,11 +10,12 @@ public sealed partial class CacheSource
     {
         get
         {
-            long entries, bytesCached, fills;
+            long entries, bytesCached, bytesInMemory, fills;
             lock (_lock)
             {
                 entries = _entries.Count;
                 bytesCached = _bytesCached;
+                bytesInMemory = _bytesInMemory;
                 fills = _fills.Count;
             }
             return
@@ -37,6 +38,7 @@ public sealed partial class CacheSource
                 new("fills_abandoned", Interlocked.Read(ref _counters.FillsAbandoned)),
                 new("entries", entries),
                 new("bytes_cached", bytesCached),
+                new("bytes_in_memory", bytesInMemory),
                 new("cache_max_bytes", _options.MaxBytes == long.MaxValue ? -1 : _options.MaxBytes),
                 .. _tier?.Counters ?? [],
             ];

@@ -23,7 +23,8 @@ public sealed class ServerMetrics : IDisposable
     /// <summary>STATS figures that go up and down (all others only grow): exported as gauges.</summary>
     private static readonly HashSet<string> GaugeNames = new(StringComparer.Ordinal)
     {
-        "connections_active", "fills_in_progress", "entries", "bytes_cached", "cache_max_bytes", "digests_known",
+        "connections_active", "fills_in_progress", "entries", "bytes_cached", "bytes_in_memory", "cache_max_bytes",
+        "digests_known",
     };
 
     /// <summary>What each STATS figure counts, as the exported metric's help text (others say "STATS counter NAME").</summary>
@@ -54,6 +55,7 @@ public sealed class ServerMetrics : IDisposable
         ["fills_abandoned"] = "Fills given up because every reader left",
         ["entries"] = "Cache entries now",
         ["bytes_cached"] = "Bytes of cached files now",
+        ["bytes_in_memory"] = "Bytes of small cached files also held in memory now",
         ["cache_max_bytes"] = "--cache-max-size in bytes (-1: no limit)",
         ["digests_computed"] = "BLAKE3 digests computed",
         ["bytes_hashed"] = "Bytes read to compute digests",

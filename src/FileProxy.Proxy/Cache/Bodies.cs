@@ -201,3 +201,26 @@ internal sealed class MemoryBody : IResponseBody, IDisposable
         return ValueTask.CompletedTask;
     }
 }
+
+/// <summary>
+/// A small cache entry's whole file, held in memory (<see cref="CacheEntry.InMemory"/>), and the body of a response
+/// for all of it or a range of it. Immutable: one instance serves every whole-file hit at once (the server disposes
+/// each response's body; this one has nothing to give back), so such a hit neither allocates nor reads the file.
+/// </summary>
+internal sealed class SmallBody(ReadOnlyMemory<byte> bytes) : IResponseBody
+{
+    public ReadOnlyMemory<byte> Bytes { get; } = bytes;
+
+    public long Length => Bytes.Length;
+
+    /// <summary>A body of <paramref name="length"/> bytes from <paramref name="offset"/>: this one when it is all of it.</summary>
+    public SmallBody Slice(long offset, long length) =>
+        offset == 0 && length == Bytes.Length ? this : new SmallBody(Bytes.Slice((int)offset, (int)length));
+
+    public bool TryCopyTo(Span<byte> destination) => Bytes.Span.TryCopyTo(destination);
+
+    public ValueTask<CopyOutcome> SendAsync(IBodySink sink, CancellationToken cancellationToken) =>
+        BodyCopy.WriteAsync(sink, Bytes, cancellationToken);
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}

@@ -87,6 +87,12 @@ internal sealed class CacheEntry
     /// <summary>Descriptor for small reads, shared by every response; open from first use until deletion.</summary>
     public Microsoft.Win32.SafeHandles.SafeFileHandle? SharedHandle { get; set; }
 
+    /// <summary>The whole data file in memory, for a small entry (<see cref="CacheSource"/>'s small-body budget):
+    /// its hits copy from here instead of reading the file. Immutable once set, like the committed file it copies;
+    /// a response that holds it keeps a consistent body after the entry is dropped. Set and cleared under the
+    /// cache's lock.</summary>
+    public SmallBody? InMemory { get; set; }
+
     /// <summary>The one check of an entry found at start-up, shared by its first requests.</summary>
     public Task<bool>? Loading { get; set; }
 
