@@ -22,9 +22,10 @@ internal sealed class SocketSender : IDisposable
 
     /// <summary>True while a server's accept loop runs a new connection up to its first wait (a hit's head and first
     /// sendfile): the loop goes back to its next accept instead of giving its core away after the first chunk. With
-    /// the yield there, 50 clients connecting at once were accepted one every 5-6 ms (sched_yield on a busy core
-    /// waits out the others' slices): the proxy's heads went out a median 82 ms after the first accept, and 14 ms
-    /// without it (perf record of the syscalls, bench workload b's 50 warm clients, docs/BENCHMARKS.md).</summary>
+    /// the yield there, 50 clients connecting at once were accepted over 119 ms, with gaps of 5-6 ms (sched_yield on a
+    /// busy core waits out the others' slices), and over 21 ms without it; the heads went out a median 83-94 ms after
+    /// the first accept in 2 rounds of 3, and 28-41 ms in every round without it (perf record of the system calls,
+    /// bench workload b's 50 warm clients, docs/BENCHMARKS.md).</summary>
     [ThreadStatic]
     internal static bool OnAcceptLoop;
 
