@@ -397,8 +397,9 @@ public static class CommandLine
         var configuration = new LoggerConfiguration()
             .MinimumLevel.Is(level)
             .Enrich.With<EscapingEnricher>();
+        _droppedLogLines = background ? new DroppedLogLines() : null;
         Log.Logger = (background
-            ? configuration.WriteTo.Async(to => WriteToConsole(to), LogQueueLines, blockWhenFull: false, monitor: new DroppedLogLines())
+            ? configuration.WriteTo.Async(to => WriteToConsole(to), LogQueueLines, blockWhenFull: false, monitor: _droppedLogLines)
             : WriteToConsole(configuration.WriteTo)).CreateLogger();
 
         static LoggerConfiguration WriteToConsole(LoggerSinkConfiguration to) => to.Console(
@@ -407,6 +408,13 @@ public static class CommandLine
             standardErrorFromLevel: LogEventLevel.Verbose,
             theme: Console.IsErrorRedirected ? ConsoleTheme.None : AnsiConsoleTheme.Literate);
     }
+
+    private static DroppedLogLines? _droppedLogLines;
+
+    /// <summary>Log lines dropped so far by this process's background log queue (0 without one): a server's and a
+    /// proxy's STATS counter <c>log_lines_dropped</c>, so that lost lines show where an operator looks even when the
+    /// warning about them is lost too.</summary>
+    public static long LogLinesDropped() => _droppedLogLines?.Count ?? 0;
 
     /// <summary>Log lines a server or proxy holds while its standard error is not read, before it drops more.</summary>
     public const int LogQueueLines = 10_000;

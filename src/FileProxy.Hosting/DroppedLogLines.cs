@@ -16,6 +16,19 @@ internal sealed class DroppedLogLines : IAsyncLogEventSinkMonitor
     private IAsyncLogEventSinkInspector? _inspector;
     private ITimer? _timer;
     private long _reported;
+    private long _droppedWhenStopped;
+
+    /// <summary>Lines dropped since the process started logging.</summary>
+    public long Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _inspector?.DroppedMessagesCount ?? _droppedWhenStopped;
+            }
+        }
+    }
 
     public void StartMonitoring(IAsyncLogEventSinkInspector inspector)
     {
@@ -32,6 +45,7 @@ internal sealed class DroppedLogLines : IAsyncLogEventSinkMonitor
         {
             _timer?.Dispose();
             _timer = null;
+            _droppedWhenStopped = inspector.DroppedMessagesCount;
             _inspector = null;
         }
     }

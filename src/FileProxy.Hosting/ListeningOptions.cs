@@ -66,6 +66,7 @@ public sealed class ListeningOptions
         TlsCertificate = SecurityOptions.LoadCertificate(parse.GetValue(_tlsCert), parse.GetValue(_tlsKey)),
         Token = SecurityOptions.ReadToken(parse.GetValue(_tokenFile)),
         MetricsEndPoint = parse.GetValue(_metricsListen),
+        LogLinesDropped = CommandLine.LogLinesDropped,
     };
 
     /// <summary>ADDR:PORT with an IP address (IPv6 in brackets) and an explicit port.</summary>

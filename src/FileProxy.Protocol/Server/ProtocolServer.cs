@@ -417,6 +417,10 @@ public sealed partial class ProtocolServer : IAsyncDisposable
             new("tls_handshakes_failed", Interlocked.Read(ref _counters.TlsHandshakesFailed)),
             new("auth_refused", Interlocked.Read(ref _counters.AuthRefused)),
         ];
+        if (_options.LogLinesDropped is { } logLinesDropped)
+        {
+            counters.Add(new("log_lines_dropped", logLinesDropped()));
+        }
         counters.AddRange(_source.Counters);
         return counters;
     }

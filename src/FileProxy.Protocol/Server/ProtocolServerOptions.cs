@@ -39,6 +39,10 @@ public sealed record ProtocolServerOptions
     /// port, logged and in <see cref="ProtocolServer.MetricsEndPoint"/>.</summary>
     public IPEndPoint? MetricsEndPoint { get; init; }
 
+    /// <summary>Reads how many log lines this process has dropped so far (a queue of lines that standard error was too
+    /// slow to take); when set, STATS and the metrics report it as <c>log_lines_dropped</c>. Null: not reported.</summary>
+    public Func<long>? LogLinesDropped { get; init; }
+
     /// <summary>A socket already bound and listening (socket activation, tests that own their ports): the server
     /// accepts on it instead of binding <see cref="EndPoint"/>, and closes it when it stops.</summary>
     public Socket? ListenSocket { get; init; }

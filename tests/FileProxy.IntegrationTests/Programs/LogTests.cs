@@ -180,6 +180,20 @@ public sealed partial class LogTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_server_whose_standard_error_nobody_reads_counts_the_lines_it_dropped_in_STATS()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var root = new TempDirectory("fileproxy-root");
+        await using var server = await UnreadServer.StartAsync(root.Path, deadline.Token);
+        (await server.LogLinesDroppedAsync(deadline.Token)).Should().Be(0, "nothing was dropped yet");
+
+        await server.AskForMissingFilesAsync(CommandLine.LogQueueLines + 3_000, deadline.Token);
+
+        // Read while standard error is still stuck: the warning about the lost lines cannot be written yet, STATS can.
+        (await server.LogLinesDroppedAsync(deadline.Token)).Should().BePositive("the queue was full while nobody read");
+    }
+
+    [Fact]
     public async Task A_server_whose_standard_error_nobody_reads_still_stops_on_SIGTERM()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
@@ -235,6 +249,15 @@ public sealed partial class LogTests(ITestOutputHelper output)
             {
                 (await Fetch.GetAsync(client, "nope.bin", serving.Token)).Head.Status.Should().Be(StatusCode.NotFound);
             }
+        }
+
+        /// <summary>The server's STATS counter <c>log_lines_dropped</c> (fails if it has none).</summary>
+        public async Task<long> LogLinesDroppedAsync(CancellationToken cancellationToken)
+        {
+            await using var client = await FileClient.ConnectAsync("127.0.0.1", port, cancellationToken: cancellationToken);
+            var head = await client.StatsAsync(cancellationToken);
+            head.Status.Should().Be(StatusCode.Ok);
+            return head.Counters.Should().ContainSingle(c => c.Key == "log_lines_dropped").Subject.Value;
         }
 
         public async ValueTask DisposeAsync()
