@@ -9,10 +9,11 @@ public sealed class SocketSetupTests
     private const int TcpNotSentLowat = 25;
 
     [Fact]
-    public async Task A_served_connection_queues_little_unsent_and_a_client_one_keeps_the_large_buffers()
+    public async Task A_served_connection_queues_little_unsent_and_a_client_one_sends_from_the_large_buffer_and_autotunes_what_it_receives()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         using var pair = await SocketPair.ConnectAsync(deadline.Token);
+        var autotunedReceiveBuffer = pair.Peer.ReceiveBufferSize;
 
         SocketSetup.ConfigureServed(pair.Local);
         SocketSetup.Configure(pair.Peer);
@@ -25,6 +26,8 @@ public sealed class SocketSetupTests
         pair.Local.SendBufferSize.Should().Be(2 * Math.Min(served, cap));
         pair.Peer.SendBufferSize.Should().Be(2 * Math.Min(SocketSetup.SocketBufferBytes, cap));
         NotSentLowat(pair.Local).Should().Be(SocketSetup.ServedNotSentBytes);
+        // Untouched: setting SO_RCVBUF at all would turn the kernel's receive autotuning off (see Configure).
+        pair.Peer.ReceiveBufferSize.Should().Be(autotunedReceiveBuffer);
         pair.Local.NoDelay.Should().BeTrue();
     }
 
