@@ -96,19 +96,7 @@ public static partial class Posix
     {
         byte one;
         var vector = new IoVector { Base = &one, Length = 1 };
-        var added = false;
-        handle.DangerousAddRef(ref added);
-        try
-        {
-            return preadv2((int)handle.DangerousGetHandle(), &vector, 1, offset, ReadNoWait) >= 0 ? 0 : Marshal.GetLastPInvokeError();
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
+        return preadv2(handle, &vector, 1, offset, ReadNoWait) >= 0 ? 0 : Marshal.GetLastPInvokeError();
     }
 
     private const long SysOpenat2 = 437; // x86-64 and arm64 alike
@@ -226,34 +214,20 @@ public static partial class Posix
 
     /// <summary>Takes an exclusive flock(2) on an open file without waiting: 0, or the errno (EWOULDBLOCK when another
     /// open file description holds it). Closing the handle, or the process ending, releases it.</summary>
-    public static int TryLockExclusive(SafeFileHandle handle)
-    {
-        var added = false;
-        handle.DangerousAddRef(ref added);
-        try
-        {
-            return flock((int)handle.DangerousGetHandle(), LockExclusive | LockNonBlocking) == 0 ? 0 : Marshal.GetLastPInvokeError();
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
-    }
+    public static int TryLockExclusive(SafeFileHandle handle) =>
+        flock(handle, LockExclusive | LockNonBlocking) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string pathname, int flags, int mode);
 
     [LibraryImport("libc", SetLastError = true)]
-    private static partial int flock(int fd, int operation);
+    private static partial int flock(SafeFileHandle fd, int operation); // the marshaller holds the handle open for the call
 
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial long openat2(long number, int dirfd, string pathname, OpenHow* how, nuint size);
 
     [LibraryImport("libc", SetLastError = true)]
-    private static unsafe partial nint preadv2(int fd, IoVector* vectors, int count, long offset, int flags);
+    private static unsafe partial nint preadv2(SafeFileHandle fd, IoVector* vectors, int count, long offset, int flags);
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial IntPtr realpath(string path, IntPtr resolved);
