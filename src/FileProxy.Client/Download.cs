@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Native;
 using FileProxy.Hosting;
 using FileProxy.Protocol.Wire;
 using Microsoft.Win32.SafeHandles;
@@ -273,9 +274,9 @@ internal static class Download
         DirectoryNotFoundException => "no such directory",
         FileNotFoundException => "files cannot be created in that directory",
         UnauthorizedAccessException => "permission denied",
-        IOException { HResult: 28 } => "no space left on device",
-        IOException { HResult: 30 } => "read-only file system",
-        IOException { HResult: 32 } => "broken pipe (the reader went away)",
+        IOException { HResult: Errno.ENOSPC } => "no space left on device",
+        IOException { HResult: Errno.EROFS } => "read-only file system",
+        IOException { HResult: Errno.EPIPE } => "broken pipe (the reader went away)",
         _ => e.Message,
     };
 

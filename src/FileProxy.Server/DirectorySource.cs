@@ -103,8 +103,8 @@ public sealed class DirectorySource : IFileSource
         {
             return error switch
             {
-                13 => ResponseHead.Error(StatusCode.Forbidden, $"'{label}': permission denied"), // EACCES
-                20 => ResponseHead.Error(StatusCode.NotFound, $"'{label}' is not a directory"), // ENOTDIR
+                Errno.EACCES => ResponseHead.Error(StatusCode.Forbidden, $"'{label}': permission denied"),
+                Errno.ENOTDIR => ResponseHead.Error(StatusCode.NotFound, $"'{label}' is not a directory"),
                 _ => ResponseHead.Error(StatusCode.NotFound, $"'{label}' not found"),
             };
         }
@@ -225,7 +225,7 @@ public sealed class DirectorySource : IFileSource
         }
         if (error != 0)
         {
-            return (error == 13 // EACCES
+            return (error == Errno.EACCES
                 ? ResponseHead.Error(StatusCode.Forbidden, $"'{name}': permission denied")
                 : ResponseHead.Error(StatusCode.NotFound, $"'{name}' not found"), null);
         }

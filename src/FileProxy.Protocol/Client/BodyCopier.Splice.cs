@@ -147,7 +147,7 @@ public static partial class BodyCopier
             // (EBADF for a descriptor not open for writing). The hash maps the file to read it back: read-write only.
             var offset = 0L;
             if (!Posix.IsReadWrite(splicer._fileFd)
-                || Posix.Splice(pipeRead, splicer._fileFd, &offset, 1, Posix.SpliceNonBlocking) != -Posix.EAgain)
+                || Posix.Splice(pipeRead, splicer._fileFd, &offset, 1, Posix.SpliceNonBlocking) != -Errno.EAGAIN)
             {
                 splicer.Dispose();
                 return null;
@@ -173,7 +173,7 @@ public static partial class BodyCopier
                     // The first splice takes no more than a first slice: its bytes go on to the file and the
                     // readers at once, and copying a whole pipe's worth first put 0.2 ms on a cold miss's first byte.
                     var moved = FromSocket(Math.Min(response.Remaining, position == start ? FirstSliceBytes : PipeBytes - _inPipe));
-                    if (moved == -Posix.EAgain)
+                    if (moved == -Errno.EAGAIN)
                     {
                         if (_inPipe == 0)
                         {
@@ -181,7 +181,7 @@ public static partial class BodyCopier
                             continue;
                         }
                     }
-                    else if (moved == -Posix.EInvalid && position == start && _inPipe == 0)
+                    else if (moved == -Errno.EINVAL && position == start && _inPipe == 0)
                     {
                         return null;
                     }

@@ -6,9 +6,6 @@ namespace FileProxy.Protocol.Native;
 /// the process (<see cref="Client.BodyCopier"/>).</summary>
 public static partial class Posix
 {
-    public const int EAgain = 11;
-    public const int EInvalid = 22;
-
     /// <summary>SPLICE_F_MOVE | SPLICE_F_NONBLOCK: never wait inside the call (a socket with nothing to read and a
     /// full or empty pipe answer EAGAIN; the caller waits on the socket engine instead).</summary>
     public const uint SpliceNonBlocking = 0x1 | 0x2;

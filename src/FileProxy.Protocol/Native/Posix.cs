@@ -36,7 +36,7 @@ public static partial class Posix
     public static int TryStatLink(string path, out FileStatus status) => Statx(AtFdCwd, path, AtSymlinkNoFollow, out status);
 
     /// <summary>Opens a directory (never anything else: O_DIRECTORY) to read its entries. Returns the errno
-    /// (ENOTDIR 20 when it is no directory).</summary>
+    /// (<see cref="Errno.ENOTDIR"/> when it is no directory).</summary>
     public static int TryOpenDirectory(string path, out SafeFileHandle? handle)
     {
         var fd = open(path, ORdOnly | ODirectory | ONonBlock | OCloExec, 0);
@@ -85,7 +85,7 @@ public static partial class Posix
 
     /// <summary>Whether an errno of <see cref="TryOpenRegularFileCached"/> or <see cref="IsInPageCache"/> means only
     /// "not without waiting" (EAGAIN), or "cannot tell here" (ENOSYS, EINVAL, EOPNOTSUPP).</summary>
-    public static bool WouldWait(int error) => error is 11 or 38 or 22 or 95;
+    public static bool WouldWait(int error) => error is Errno.EAGAIN or Errno.ENOSYS or Errno.EINVAL or Errno.EOPNOTSUPP;
 
     /// <summary>
     /// Whether the byte at <paramref name="offset"/> of an open file is in the page cache, so that reading or sending

@@ -131,9 +131,9 @@ public sealed class SocketFactory
 
     private static SocketError ToSocketError(int errno) => errno switch
     {
-        23 or 24 => SocketError.TooManyOpenSockets, // ENFILE, EMFILE
-        12 or 105 => SocketError.NoBufferSpaceAvailable, // ENOMEM, ENOBUFS
-        1 or 13 => SocketError.AccessDenied, // EPERM, EACCES
+        Errno.ENFILE or Errno.EMFILE => SocketError.TooManyOpenSockets,
+        Errno.ENOMEM or Errno.ENOBUFS => SocketError.NoBufferSpaceAvailable,
+        Errno.EPERM or Errno.EACCES => SocketError.AccessDenied,
         _ => SocketError.SocketError,
     };
 }

@@ -93,6 +93,11 @@ internal sealed partial class CacheStore : IDisposable
             throw new StartException($"cannot open the lock file '{path}': {new System.ComponentModel.Win32Exception(error).Message}");
         }
         error = Posix.TryLockExclusive(handle);
+        if (error is not (0 or Errno.EAGAIN))
+        {
+            handle.Dispose();
+            throw new StartException($"cannot lock '{path}': {new System.ComponentModel.Win32Exception(error).Message}");
+        }
         if (error != 0)
         {
             var buffer = new byte[64];
