@@ -21,7 +21,7 @@ public sealed class DirectorySource : IFileSource
     /// <summary>Directories whose sorted names are kept between LIST pages.</summary>
     private const int RememberedDirectories = 8;
 
-    private readonly ConcurrentDictionary<string, Lazy<Task<ContentDigest>>> _digests = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Path, Posix.FileVersion Version), Lazy<Task<ContentDigest>>> _digests = new();
     private readonly ConcurrentDictionary<string, (string Version, string[] Names)> _listings = new(StringComparer.Ordinal);
     private readonly ILogger _log;
     private readonly string _rootPrefix;
@@ -270,7 +270,7 @@ public sealed class DirectorySource : IFileSource
                     digest = null;
                 }
                 Check(Posix.TryStat(file.SafeFileHandle, out var after));
-                if (digest is not null && after.VersionTag == status.VersionTag)
+                if (digest is not null && after.Version == status.Version)
                 {
                     var metadata = new FileMetadata(status.Size, status.VersionTag, digest.Value);
                     return (new ResponseHead(StatusCode.Ok, "") { File = metadata, Length = 0, Source = ResponseSource.Origin }, file);
@@ -290,13 +290,11 @@ public sealed class DirectorySource : IFileSource
     }
 
     private bool IsDigestKnown(string path, Posix.FileStatus status) =>
-        _digests.TryGetValue(DigestKey(path, status), out var known) && known.IsValueCreated && known.Value.IsCompletedSuccessfully;
-
-    private static string DigestKey(string path, Posix.FileStatus status) => path + "\n" + status.VersionTag;
+        _digests.TryGetValue((path, status.Version), out var known) && known.IsValueCreated && known.Value.IsCompletedSuccessfully;
 
     private Task<ContentDigest> DigestAsync(string path, FileStream file, Posix.FileStatus status, CancellationToken cancellationToken)
     {
-        var key = DigestKey(path, status);
+        var key = (path, status.Version);
         if (_digests.TryGetValue(key, out var known))
         {
             return known.Value;
@@ -309,7 +307,7 @@ public sealed class DirectorySource : IFileSource
         return WaitOrForgetAsync(key, lazy, cancellationToken);
     }
 
-    private async Task<ContentDigest> WaitOrForgetAsync(string key, Lazy<Task<ContentDigest>> lazy, CancellationToken cancellationToken)
+    private async Task<ContentDigest> WaitOrForgetAsync((string Path, Posix.FileVersion Version) key, Lazy<Task<ContentDigest>> lazy, CancellationToken cancellationToken)
     {
         try
         {

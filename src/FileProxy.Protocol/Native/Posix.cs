@@ -25,8 +25,17 @@ public static partial class Posix
 
         public bool IsSymbolicLink => (Mode & FileTypeMask) == SymbolicLink;
 
-        /// <summary>A tag that changes whenever the file is replaced (inode) or written (size, mtime, ctime).</summary>
-        public string VersionTag => $"{Inode:x}-{Size:x}-{ModifiedNanoseconds:x}-{ChangedNanoseconds:x}";
+        /// <summary>What changes whenever the file is replaced (inode) or written (size, mtime, ctime).</summary>
+        public FileVersion Version => new(Inode, Size, ModifiedNanoseconds, ChangedNanoseconds);
+
+        /// <summary><see cref="Version"/> as the wire's version tag.</summary>
+        public string VersionTag => Version.ToString();
+    }
+
+    /// <summary>One version of one file, compared without formatting it; <see cref="ToString"/> is its tag.</summary>
+    public readonly record struct FileVersion(ulong Inode, long Size, long ModifiedNanoseconds, long ChangedNanoseconds)
+    {
+        public override string ToString() => $"{Inode:x}-{Size:x}-{ModifiedNanoseconds:x}-{ChangedNanoseconds:x}";
     }
 
     /// <summary>Status of the file at <paramref name="path"/>, following symlinks. Returns the errno on failure.</summary>
