@@ -61,6 +61,7 @@ public sealed partial class CacheSource
     private async ValueTask<SourceResult> ReadFillAsync(Fill fill, bool started, GetRequest request, CancellationToken cancellationToken)
     {
         IResponseBody? body = null;
+        var pinned = true;
         try
         {
             var upstreamHead = await fill.Head.WaitAsync(cancellationToken);
@@ -79,6 +80,11 @@ public sealed partial class CacheSource
                     return new SourceResult(offered.Response.Head with { Source = ResponseSource.PassThrough },
                         new UpstreamStreamBody(_upstream, offered.Client, offered.Response, offered.Slot));
                 }
+                // Not the offered answer's reader: let the fill go before waiting for a slot of our own. The offer holds
+                // an upstream slot until the fill's last pin goes, so with every slot taken this reader would wait for
+                // the one its own pin keeps.
+                pinned = false;
+                fill.Unpin();
                 return await PassThroughAsync(fill.Name, request, fill.MayForward, cancellationToken);
             }
             var file = upstreamHead.File!;
@@ -107,7 +113,7 @@ public sealed partial class CacheSource
         }
         finally
         {
-            if (body is null)
+            if (body is null && pinned)
             {
                 fill.Unpin();
             }
@@ -151,18 +157,20 @@ public sealed partial class CacheSource
             var head = response.Head with { Source = ResponseSource.PassThrough };
             return new SourceResult(head, new UpstreamStreamBody(_upstream, client, response, slot));
         }
-        catch (Exception e) when (e is UpstreamException or OperationCanceledException)
+        catch (Exception e)
         {
+            // Whatever failed, the slot and the connection are ours to give back; only an unreachable upstream is an
+            // answer, anything else goes on up.
             slot.Release();
             if (client is not null)
             {
                 await client.DisposeAsync();
             }
-            if (e is OperationCanceledException)
+            if (e is not UpstreamException unreachable)
             {
                 throw;
             }
-            return Unreachable(name, (UpstreamException)e);
+            return Unreachable(name, unreachable);
         }
     }
 

@@ -74,6 +74,26 @@ public sealed class FillLimitTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_range_of_a_file_larger_than_the_cache_does_not_wait_for_the_slot_its_own_fill_holds()
+    {
+        // One upstream slot, taken by the fill's probe, whose answer waits for a reader of the whole file: a range
+        // reader needs a slot of its own, and must not keep the probe's answer (and so its slot) while it waits.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await using var cluster = await Cluster.StartAsync(output, options => options with { MaxConcurrentFills = 1, MaxBytes = 10_000 });
+        var content = Fetch.RandomBytes(3 * 1024 * 1024, seed: 91);
+        cluster.Root.Write("huge.bin", content);
+        await using var client = await cluster.ConnectProxyAsync(deadline.Token);
+
+        var part = await Fetch.GetAsync(client, "huge.bin", deadline.Token, offset: 2_000_000, length: 100_000);
+        var whole = await Fetch.GetAsync(client, "huge.bin", deadline.Token);
+
+        part.Head.Source.Should().Be(ResponseSource.PassThrough);
+        part.Body.Should().Equal(content[2_000_000..2_100_000]);
+        whole.Head.Source.Should().Be(ResponseSource.PassThrough);
+        whole.Body.Should().Equal(content);
+    }
+
+    [Fact]
     public async Task A_file_larger_than_the_cache_costs_one_upstream_get()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
