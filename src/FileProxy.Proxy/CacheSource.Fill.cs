@@ -305,10 +305,10 @@ public sealed partial class CacheSource
                 Retire(fill).Fail(ResponseHead.Error(StatusCode.UpstreamIntegrityError, "upstream sent bytes that do not match their digest"));
                 return;
             }
-            var committed = false;
+            CacheEntry? committed = null;
             try
             {
-                committed = !fill.Purged && Commit(fill, metadata);
+                committed = fill.Purged ? null : Commit(fill, metadata);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
@@ -318,11 +318,25 @@ public sealed partial class CacheSource
                 Retire(fill);
             }
             fill.Complete();
-            if (_options.Fsync && committed)
+            if (_options.Fsync && committed is not null)
             {
                 // After the commit, off the readers' path: an entry whose data did not reach the disk before a
                 // power cut fails its digest check when it is first used after the restart, and is dropped.
-                await Task.Run(fill.FlushToDisk, CancellationToken.None);
+                try
+                {
+                    await Task.Run(fill.FlushToDisk, CancellationToken.None);
+                }
+                catch (IOException e)
+                {
+                    // The readers have their bytes (they send from the fill's descriptor), the disk may not: the fill
+                    // stays complete, the cache keeps nothing.
+                    _log.Warning("Writing {Name} to the disk failed ({Reason}); dropped from the cache", fill.Name, e.Message);
+                    lock (_lock)
+                    {
+                        RemoveLocked(committed);
+                    }
+                    DeleteIfUnread(committed);
+                }
             }
         }
         catch (Exception e) when (e is UpstreamException or MultipathException or IOException or UnauthorizedAccessException or OperationCanceledException)
@@ -340,7 +354,7 @@ public sealed partial class CacheSource
             {
                 await client.DisposeAsync();
             }
-            Retire(fill).EndRun();
+            Retire(fill).EndRun(_store);
         }
     }
 
@@ -402,9 +416,9 @@ public sealed partial class CacheSource
         }
     }
 
-    /// <summary>Moves a verified fill into the cache and the index, replacing an older version of the name. False
+    /// <summary>Moves a verified fill into the cache and the index, replacing an older version of the name. Null
     /// when a purge came first (nothing is kept).</summary>
-    private bool Commit(Fill fill, FileMetadata metadata)
+    private CacheEntry? Commit(Fill fill, FileMetadata metadata)
     {
         var record = new EntryRecord(fill.Name.Value, metadata, $"{fill.Key}.{Guid.NewGuid():N}.data",
             DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
@@ -412,6 +426,12 @@ public sealed partial class CacheSource
         CacheEntry entry;
         lock (DiskLock(fill.Key))
         {
+            if (fill.Purged)
+            {
+                // Purged before its metadata is written: a fill the purge let start may have committed the name since,
+                // and its metadata must stay.
+                return null;
+            }
             var dataPath = fill.CommitTo(_store, record);
             entry = new CacheEntry(fill.Name, fill.Key, metadata, dataPath, Environment.TickCount64);
             lock (_lock)
@@ -420,7 +440,7 @@ public sealed partial class CacheSource
                 {
                     // Purged between the check before the commit and here: keep nothing after all.
                     _store.Delete(fill.Key, dataPath);
-                    return false;
+                    return null;
                 }
                 if (_entries.TryGetValue(fill.Key, out replaced))
                 {
@@ -437,7 +457,7 @@ public sealed partial class CacheSource
             DeleteIfUnread(replaced);
         }
         MakeRoom(0, keep: entry); // never the entry just committed: over the cap only while older ones are read
-        return true;
+        return entry;
     }
 
     /// <summary>Evicts least recently used entries nobody is reading until <paramref name="incoming"/> more bytes

@@ -342,7 +342,8 @@ internal sealed partial class CacheStore : IDisposable
     [GeneratedRegex("^(?<key>[0-9a-f]{64})(?:(?<meta>\\.meta)|\\.[0-9a-f]{32}(?:(?<data>\\.data)|\\.meta-tmp))$")]
     private static partial Regex EntryFileName();
 
-    private void TryDelete(string path)
+    /// <summary>Deletes a file, or logs why it cannot (a disk gone read-only, say).</summary>
+    public void TryDelete(string path)
     {
         try
         {

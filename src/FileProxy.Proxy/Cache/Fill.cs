@@ -105,11 +105,11 @@ internal sealed class Fill
             Options = FileOptions.Asynchronous, // sendfile wants it so
             PreallocationSize = preallocate,
         });
+        _file = file; // disposed with the fill, also when the allocation below fails
         if (preallocate > 0)
         {
             RandomAccess.SetLength(file.SafeFileHandle, preallocate);
         }
-        _file = file;
         return file.SafeFileHandle;
     }
 
@@ -213,7 +213,7 @@ internal sealed class Fill
 
     /// <summary>The fetch is over, however it went (once): gives back the slot, takes back the temporary file unless
     /// it was committed (readers keep reading through the descriptor), and drops the fill's own pin.</summary>
-    public void EndRun()
+    public void EndRun(CacheStore store)
     {
         if (Interlocked.Exchange(ref _ran, 1) != 0)
         {
@@ -222,7 +222,8 @@ internal sealed class Fill
         Interlocked.Exchange(ref _slot, null)?.Release();
         if (!_committed)
         {
-            System.IO.File.Delete(TempPath);
+            // A disk gone read-only refuses even this: the next start empties tmp/, and the pin goes regardless.
+            store.TryDelete(TempPath);
         }
         Unpin();
     }
