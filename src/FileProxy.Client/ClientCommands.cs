@@ -281,27 +281,30 @@ internal static partial class ClientCommands
         var rangeLength = parse.GetResult(length) is null ? ProtocolLimits.ToEnd : (ulong)parse.GetValue(length);
         var peers = parse.GetValue(Proxy)!;
         var multipath = parse.GetValue(Multipath) ?? MultipathMode.Adaptive;
-        if (peers.Length > 1 && parse.GetValue(TierOption) is not { Length: > 0 } && multipath != MultipathMode.Off && !toStdout
-            && !isRange && !parse.GetValue(Resume))
+        return await WithOptionsAsync(parse, (options, limited) =>
+            peers.Length > 1 && parse.GetValue(TierOption) is not { Length: > 0 } && multipath != MultipathMode.Off && !toStdout
+            && !isRange && !parse.GetValue(Resume) && MultipathDownload.CanWrite(options, target!)
+                ? MultipathAsync(options, limited)
+                : OnePathAsync(options, limited), cancellationToken);
+
+        async Task<int> MultipathAsync(FileClientOptions connection, CancellationToken limited)
         {
-            return await WithOptionsAsync(parse, async (connection, limited) =>
+            await using var report = ClientOutput.Start(mode);
+            var progress = report.Begin(rawName);
+            try
             {
-                await using var report = ClientOutput.Start(mode);
-                var progress = report.Begin(rawName);
-                try
-                {
-                    var options = new MultipathOptions { Mode = multipath, Connection = connection };
-                    var (result, transfer) = await MultipathDownload.ToFileAsync(peers, options, safeName, target!, progress, limited);
-                    report.Finished(rawName, target, toStdout, result, progress, null, transfer);
-                    return result.ExitCode;
-                }
-                catch (UpstreamException e) when (mode == OutputMode.Json)
-                {
-                    return report.Failed(rawName, target, toStdout, e, progress);
-                }
-            }, cancellationToken);
+                var options = new MultipathOptions { Mode = multipath, Connection = connection };
+                var (result, transfer) = await MultipathDownload.ToFileAsync(peers, options, safeName, target!, progress, limited);
+                report.Finished(rawName, target, toStdout, result, progress, null, transfer);
+                return result.ExitCode;
+            }
+            catch (UpstreamException e) when (mode == OutputMode.Json)
+            {
+                return report.Failed(rawName, target, toStdout, e, progress);
+            }
         }
-        return await WithOptionsAsync(parse, async (options, limited) =>
+
+        async Task<int> OnePathAsync(FileClientOptions options, CancellationToken limited)
         {
             // The bytes themselves on the terminal: bars would be drawn into them (curl draws none either).
             await using var report = ClientOutput.Start(mode, bars: !toStdout || Console.IsOutputRedirected);
@@ -323,7 +326,7 @@ internal static partial class ClientCommands
             {
                 return report.Failed(rawName, target, toStdout, e, progress);
             }
-        }, cancellationToken);
+        }
     }
 
     /// <summary>Several names (or -i): each under the -o directory by its relative path (or its last segment with
@@ -381,11 +384,23 @@ internal static partial class ClientCommands
         return await WithOptionsAsync(parse, async (options, limited) =>
         {
             await using var report = ClientOutput.Start(mode);
-            if (peers.Length > 1 && multipath != MultipathMode.Off)
+            // As for one name: --resume and a tier use one path (the first --proxy, or the owner), and so do
+            // connections subflows cannot make, and outputs multipath cannot fill (checked for each name).
+            var severalPaths = peers.Length > 1 && multipath != MultipathMode.Off && parse.GetValue(TierOption) is not { Length: > 0 }
+                && !parse.GetValue(Resume);
+            if (severalPaths && MultipathFetcher.Unsupported(options) is { } unsupported)
+            {
+                Log.Warning("{Reason}: fetching over the first --proxy only", unsupported);
+                severalPaths = false;
+            }
+            if (severalPaths)
             {
                 var pathOptions = new MultipathOptions { Mode = multipath, Connection = options };
+                await using var onePath = new FileClientPool(peers[0].Host, peers[0].Port, options, maxIdle: workers);
                 return await Batch.RunAsync(items, workers, async (item, progress, token) =>
-                    (await MultipathDownload.ToFileAsync(peers, pathOptions, item.Name!, item.Target!, progress, token)).Result,
+                    MultipathDownload.CanWrite(options, item.Target!)
+                        ? (await MultipathDownload.ToFileAsync(peers, pathOptions, item.Name!, item.Target!, progress, token)).Result
+                        : await Download.ToPathAsync(onePath, item.Name!, item.Target!, DownloadOptionsOf(parse, report, progress), token),
                     report, limited);
             }
             if (parse.GetValue(TierOption) is { Length: > 0 } tier)

@@ -1,3 +1,4 @@
+using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
 using FileProxy.Protocol;
@@ -97,7 +98,7 @@ internal static class Download
     private static Task<DownloadResult> ToStandardOutputAsync(Tries tries, SafeName name, ulong offset, ulong length,
         CancellationToken cancellationToken) =>
         RunAsync(tries, name, offset, length,
-            new StreamSink("standard output", () => new FileStream(new SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 0)),
+            new StreamSink("standard output", _ => ValueTask.FromResult<Stream>(Inherited(1))),
             cancellationToken);
 
     private static async Task<DownloadResult> ToPathAsync(Tries tries, SafeName name, string outputPath,
@@ -115,13 +116,35 @@ internal static class Download
         }
         if (target.Direct)
         {
-            return await RunAsync(tries, name, offset, length, new StreamSink(outputPath, () => new FileStream(
-                File.OpenHandle(target.Path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite), FileAccess.Write, 0)),
-                cancellationToken);
+            return await RunAsync(tries, name, offset, length, new StreamSink(outputPath, token => target.Descriptor is { } descriptor
+                ? ValueTask.FromResult<Stream>(Inherited(descriptor))
+                : OpenExistingAsync(target.Path, token)), cancellationToken);
         }
         var whole = offset == 0 && length == ProtocolLimits.ToEnd;
         using var partial = options.Resume && whole ? PartialFile.Resumable(target.Path) : PartialFile.Temporary(target.Path);
         return await RunAsync(tries, name, offset, length, new FileSink(outputPath, partial), cancellationToken);
+    }
+
+    /// <summary>A descriptor this process was given (standard output, or /dev/fd/N), written through as it is.</summary>
+    private static FileStream Inherited(int descriptor) => new(new SafeFileHandle(descriptor, ownsHandle: false), FileAccess.Write, 0);
+
+    /// <summary>Opens a device or FIFO for writing. A FIFO with no reader yet is waited for, as open(2) would, but
+    /// within the download's deadline and cancellation, which a blocked open(2) never sees.</summary>
+    private static async ValueTask<Stream> OpenExistingAsync(string path, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var error = Posix.TryOpenForWriting(path, out var handle);
+            if (error == 0)
+            {
+                return new FileStream(handle!, FileAccess.Write, 0);
+            }
+            if (error != Errno.ENXIO)
+            {
+                throw error == Errno.EACCES ? new UnauthorizedAccessException() : new IOException(new Win32Exception(error).Message, error);
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(20), cancellationToken);
+        }
     }
 
     /// <summary>The tries of one download: GET the part still missing, copy it, retry or start over when that may
@@ -479,7 +502,7 @@ internal static class Download
     /// <summary>A device, FIFO or standard output, written straight into; opened only once the answer is Ok (opening
     /// a FIFO waits for its reader). Bytes written cannot be taken back: a retry continues after them, and a file
     /// that changed can start over only if none were written.</summary>
-    private sealed class StreamSink(string outputName, Func<Stream> open) : Sink(outputName)
+    private sealed class StreamSink(string outputName, Func<CancellationToken, ValueTask<Stream>> open) : Sink(outputName)
     {
         private Stream? _stream;
 
@@ -487,7 +510,7 @@ internal static class Download
 
         public override async Task CopyAsync(GetResponse response, TransferState state, CancellationToken cancellationToken)
         {
-            _stream ??= open();
+            _stream ??= await open(cancellationToken);
             var buffer = new byte[BodyCopier.BlockBytes];
             int read;
             while ((read = await response.ReadAsync(buffer, cancellationToken)) > 0)
@@ -512,6 +535,12 @@ internal static class Download
 
         public override void Dispose()
         {
+            if (_stream is FileStream { CanSeek: true } file)
+            {
+                // A regular file behind an inherited descriptor (`> out`): what the shell writes next goes after our
+                // bytes, not over them. (With O_APPEND, where writes go to the end anyway, this changes nothing.)
+                Posix.SetOffset(file.SafeFileHandle, file.Position);
+            }
             _stream?.Dispose();
             base.Dispose();
         }

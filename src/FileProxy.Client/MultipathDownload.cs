@@ -13,6 +13,37 @@ namespace FileProxy.Client;
 /// </summary>
 internal static class MultipathDownload
 {
+    /// <summary>
+    /// Whether a download to <paramref name="outputPath"/> with these connection options can go over several paths;
+    /// when not, says why (a Warning) and the caller uses the first --proxy alone. Subflows speak neither TLS nor AUTH,
+    /// and they write out of order into a temporary file that is renamed into place: a device, FIFO or descriptor
+    /// (which renaming would destroy) is written straight into, in order, by the one-path download.
+    /// </summary>
+    public static bool CanWrite(FileClientOptions connection, string outputPath)
+    {
+        var reason = MultipathFetcher.Unsupported(connection);
+        if (reason is null)
+        {
+            try
+            {
+                if (OutputTarget.Resolve(outputPath).Direct)
+                {
+                    reason = $"{outputPath} is not a regular file, which multipath (writing out of order) cannot fill";
+                }
+            }
+            catch (IOException)
+            {
+                return false; // the one-path download reports it
+            }
+        }
+        if (reason is null)
+        {
+            return true;
+        }
+        Log.Warning("{Reason}: fetching {Output} over the first --proxy only", reason, outputPath);
+        return false;
+    }
+
     public static async Task<(DownloadResult Result, MultipathResult? Transfer)> ToFileAsync(IReadOnlyList<PeerAddress> peers,
         MultipathOptions options, SafeName name, string outputPath, IDownloadProgress? progress, CancellationToken cancellationToken)
     {
@@ -35,14 +66,28 @@ internal static class MultipathDownload
             }
             var file = head.File!;
             progress?.Started(head);
-            var directory = Path.GetDirectoryName(Path.GetFullPath(outputPath))!;
-            var free = new DriveInfo(directory).AvailableFreeSpace;
-            if (free < file.Size)
+            string destination, temporary;
+            try
             {
-                return (new DownloadResult(ExitCodes.LocalIoError,
-                    $"not enough disk space for {outputPath}: {file.Size} bytes needed, {free} free") { Head = head }, null);
+                // Where a symlink leads: the file it names is replaced, the link stays (as on one path).
+                destination = OutputTarget.Resolve(outputPath).Path;
+                var directory = Path.GetDirectoryName(destination)!;
+                if (!Directory.Exists(directory))
+                {
+                    return (new DownloadResult(ExitCodes.LocalIoError, $"cannot write {outputPath}: no such directory") { Head = head }, null);
+                }
+                var free = new DriveInfo(directory).AvailableFreeSpace;
+                if (free < file.Size)
+                {
+                    return (new DownloadResult(ExitCodes.LocalIoError,
+                        $"not enough disk space for {outputPath}: {file.Size} bytes needed, {free} free") { Head = head }, null);
+                }
+                temporary = Path.Join(directory, $".{Path.GetFileName(destination)}.{Guid.NewGuid():N}.part");
             }
-            var temporary = Path.Join(directory, $".{Path.GetFileName(outputPath)}.{Guid.NewGuid():N}.part");
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return (new DownloadResult(ExitCodes.LocalIoError, $"cannot write {outputPath}: {e.Message}") { Head = head }, null);
+            }
             try
             {
                 MultipathResult transfer;
@@ -57,7 +102,7 @@ internal static class MultipathDownload
                     return (new DownloadResult(ExitCodes.IntegrityError,
                         $"integrity check failed: received bytes hash to {transfer.Digest}, the server announced {file.Digest}") { Head = head }, transfer);
                 }
-                File.Move(temporary, outputPath, overwrite: true);
+                File.Move(temporary, destination, overwrite: true);
                 return (new DownloadResult(ExitCodes.Success, "ok")
                 {
                     Head = head with { Source = transfer.Source ?? head.Source },

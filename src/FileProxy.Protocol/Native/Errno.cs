@@ -5,6 +5,7 @@ namespace FileProxy.Protocol.Native;
 public static class Errno
 {
     public const int EPERM = 1;
+    public const int ENXIO = 6;
     public const int EAGAIN = 11; // also EWOULDBLOCK
     public const int ENOMEM = 12;
     public const int EACCES = 13;

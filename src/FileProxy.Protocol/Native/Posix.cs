@@ -198,6 +198,8 @@ public static partial class Posix
     private static unsafe long Nanoseconds(byte* timestamp) => (*(long*)timestamp * 1_000_000_000L) + *(uint*)(timestamp + 8);
 
     private const int ORdOnly = 0;
+    private const int OWrOnly = 1;
+    private const int SetStatusFlags = 4; // F_SETFL
     private const int ONoCtty = 0x100;
     private const int ONonBlock = 0x800;
     private const int OCloExec = 0x80000;
@@ -221,6 +223,35 @@ public static partial class Posix
         return fd >= 0 ? 0 : Marshal.GetLastPInvokeError();
     }
 
+    /// <summary>
+    /// Opens an existing file for writing (a device, a FIFO) without waiting: a FIFO with no reader yet answers
+    /// <see cref="Errno.ENXIO"/> at once, where open(2) would wait for one past any deadline. Once open, the descriptor
+    /// blocks again. Returns the errno on failure.
+    /// </summary>
+    public static int TryOpenForWriting(string path, out SafeFileHandle? handle)
+    {
+        var fd = open(path, OWrOnly | ONonBlock | ONoCtty | OCloExec, 0);
+        if (fd < 0)
+        {
+            handle = null;
+            return Marshal.GetLastPInvokeError();
+        }
+        var flags = fcntl(fd, GetStatusFlags, 0);
+        if (flags < 0 || fcntl(fd, SetStatusFlags, flags & ~ONonBlock) < 0)
+        {
+            var error = Marshal.GetLastPInvokeError();
+            new SafeFileHandle(fd, ownsHandle: true).Dispose();
+            handle = null;
+            return error;
+        }
+        handle = new SafeFileHandle(fd, ownsHandle: true);
+        return 0;
+    }
+
+    /// <summary>Moves an open file description's offset (lseek(2), SEEK_SET): .NET's FileStream writes at offsets of
+    /// its own (pwrite) and leaves the description's where it found it.</summary>
+    public static void SetOffset(SafeFileHandle handle, long offset) => _ = lseek(handle, offset, 0);
+
     /// <summary>Takes an exclusive flock(2) on an open file without waiting: 0, or the errno (EWOULDBLOCK when another
     /// open file description holds it). Closing the handle, or the process ending, releases it.</summary>
     public static int TryLockExclusive(SafeFileHandle handle) =>
@@ -231,6 +262,9 @@ public static partial class Posix
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int flock(SafeFileHandle fd, int operation); // the marshaller holds the handle open for the call
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial long lseek(SafeFileHandle fd, long offset, int whence);
 
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial long openat2(long number, int dirfd, string pathname, OpenHow* how, nuint size);

@@ -134,6 +134,31 @@ public sealed class TlsAndTokenTests(ITestOutputHelper output) : IDisposable
         File.Exists(_work.Combine("no.bin")).Should().BeFalse();
     }
 
+    [Fact]
+    public async Task The_client_program_given_two_proxies_keeps_tls_and_the_token_on_one_path()
+    {
+        // Multipath subflows speak neither TLS nor AUTH: they must never carry the name (or take bytes) in the clear.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var (certificate, _) = SelfSigned("server");
+        var caFile = _work.Combine("server.pem");
+        await File.WriteAllTextAsync(caFile, certificate.ExportCertificatePem(), deadline.Token);
+        var tokenFile = _work.Write("token", "s3cret\n"u8.ToArray());
+        using var root = new TempDirectory("fileproxy-root");
+        var content = Fetch.RandomBytes(2_000_000, seed: 134);
+        root.Write("a.bin", content);
+        await using var origin = new ProtocolServer(new DirectorySource(root.Path),
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), TlsCertificate = certificate, Token = "s3cret" }, TestLog.For(output, "origin"));
+        origin.Start();
+        var peer = $"127.0.0.1:{origin.LocalEndPoint.Port.ToString(CultureInfo.InvariantCulture)}";
+
+        var run = await ClientProcess.RunAsync(output,
+            ["a.bin", "-p", peer, "-p", peer, "--tls-ca", caFile, "--token-file", tokenFile, "-o", _work.Combine("out.bin")], deadline.Token);
+
+        run.ExitCode.Should().Be(ExitCodes.Success, run.StandardError);
+        File.ReadAllBytes(_work.Combine("out.bin")).Should().Equal(content);
+        run.StandardError.Should().Contain("do not speak TLS").And.Contain("over the first --proxy only");
+    }
+
     /// <summary>A self-signed certificate for 127.0.0.1 and localhost, with its private key, and a collection that
     /// trusts it.</summary>
     private static (X509Certificate2 Certificate, X509Certificate2Collection Trust) SelfSigned(string subject)

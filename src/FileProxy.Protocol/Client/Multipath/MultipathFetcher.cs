@@ -39,6 +39,13 @@ public sealed class MultipathFetcher : IAsyncDisposable
         _log = log;
     }
 
+    /// <summary>Why connections with these options cannot be subflows, or null: subflows are plain TCP, with neither
+    /// TLS nor a token (AUTH).</summary>
+    public static string? Unsupported(FileClientOptions connection) =>
+        connection.Tls ? "multipath subflows do not speak TLS yet"
+        : connection.Token is not null ? "multipath subflows do not present a token yet"
+        : null;
+
     /// <summary>Subflows connected and not failed.</summary>
     public int Live => _subflows.Count(s => s is not null);
 
@@ -51,6 +58,11 @@ public sealed class MultipathFetcher : IAsyncDisposable
         if (addresses.Count is 0 or > MaxSubflows)
         {
             throw new ArgumentException($"between 1 and {MaxSubflows} addresses", nameof(addresses));
+        }
+        if (Unsupported(options.Connection) is { } unsupported)
+        {
+            // Never in the clear what the caller asked to protect: callers check this first and use one path.
+            throw new ArgumentException(unsupported, nameof(options));
         }
         log = (log ?? Log.Logger).ForContext<MultipathFetcher>();
         var count = options.Mode == MultipathMode.Off ? 1 : addresses.Count;
