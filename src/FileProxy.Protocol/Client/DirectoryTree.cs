@@ -14,6 +14,10 @@ public sealed record TreeLimits
 
     /// <summary>Most LIST requests a walk sends.</summary>
     public int MaxRequests { get; init; } = 100_000;
+
+    /// <summary>Most directories a walk keeps to list: a listing of endless subdirectory entries (each a few bytes on
+    /// the wire, a whole name in memory) must not grow the client without bound.</summary>
+    public int MaxDirectories { get; init; } = 100_000;
 }
 
 /// <summary>One file a walk found: its whole name (what a GET asks for), size and version tag.</summary>
@@ -36,6 +40,7 @@ public static class DirectoryTree
         limits ??= new TreeLimits();
         var files = new List<TreeFile>();
         var requests = 0;
+        var directories = 0;
         string? truncated = null;
         string? tooDeep = null;
         // Depth first, in name order: a stack of directories still to list, each with its depth.
@@ -73,6 +78,11 @@ public static class DirectoryTree
                     }
                     if (entry.Type == EntryType.Directory)
                     {
+                        if (depth < limits.MaxDepth && ++directories > limits.MaxDirectories)
+                        {
+                            truncated = $"stopped after {limits.MaxDirectories} directories";
+                            break;
+                        }
                         if (depth < limits.MaxDepth)
                         {
                             subdirectories.Add(name);

@@ -321,6 +321,25 @@ public sealed class ListTests(ITestOutputHelper output)
         walk.Truncated.Should().Be("left out directories deeper than 3 levels (the first: loop/again/again/again/again)");
     }
 
+    [Fact]
+    public async Task A_walk_keeps_at_most_its_directory_limit_to_list_and_says_so()
+    {
+        // A hostile listing of endless subdirectory entries costs a few bytes each on the wire, a whole name in memory.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await using var cluster = await Cluster.StartAsync(output);
+        for (var i = 0; i < 6; i++)
+        {
+            cluster.Root.Write($"wide/d{i}/f.txt", [(byte)i]);
+        }
+        await using var client = await cluster.ConnectOriginAsync(deadline.Token);
+
+        var walk = await DirectoryTree.WalkAsync(client, SafeName.Create("wide"), new TreeLimits { MaxDirectories = 4 }, cancellationToken: deadline.Token);
+
+        walk.Error.Should().BeNull();
+        walk.Truncated.Should().Be("stopped after 4 directories");
+        walk.Files.Should().BeEmpty("the walk stopped while reading the first listing, before any subdirectory");
+    }
+
     private static void Mkfifo(string path)
     {
         mkfifo(path, Convert.ToInt32("644", 8)).Should().Be(0);
