@@ -104,6 +104,29 @@ public sealed class ClientResumeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_batch_given_two_proxies_resumes_over_the_first()
+    {
+        // Multipath cannot resume: --resume takes one path, for several names as for one.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var (cluster, control, _) = await StartAsync();
+        await using var __ = cluster;
+        using var downloads = new TempDirectory("fileproxy-out");
+        var content = Fetch.RandomBytes(Size, seed: 105);
+        cluster.Root.Write("big.bin", content);
+        cluster.Root.Write("small.bin", [1, 2, 3]);
+        downloads.Write("big.bin", content);
+        var proxy = string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{cluster.OriginPort}");
+
+        var run = await ClientProcess.RunAsync(output, ["big.bin", "small.bin", "-o", downloads.Path, "--resume", "-p", proxy, "-p", proxy],
+            deadline.Token);
+
+        run.ExitCode.Should().Be(ExitCodes.Success, run.StandardError);
+        run.Text().Should().Contain("big.bin: already complete");
+        control.Requests("big.bin").Should().ContainSingle().Which.Request.Offset.Should().Be(Size, "only the head, no body again");
+        File.ReadAllBytes(downloads.Combine("small.bin")).Should().Equal(1, 2, 3);
+    }
+
+    [Fact]
     public async Task A_shorter_output_is_continued_from_its_length()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
