@@ -11,11 +11,11 @@ public static class Errno
     public const int EACCES = 13;
     public const int ENOTDIR = 20;
     public const int EINVAL = 22;
+    public const int ENFILE = 23;
+    public const int EMFILE = 24;
     public const int ENOSPC = 28;
     public const int EROFS = 30;
     public const int EPIPE = 32;
-    public const int ENFILE = 23;
-    public const int EMFILE = 24;
     public const int ENOSYS = 38;
     public const int EOPNOTSUPP = 95;
     public const int ENOBUFS = 105;
