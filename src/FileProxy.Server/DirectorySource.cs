@@ -193,9 +193,11 @@ public sealed class DirectorySource : IFileSource
         }
         if (status.IsSymbolicLink
             && (Posix.RealPath(path) is not { } target || (target != Root && !target.StartsWith(_rootPrefix, StringComparison.Ordinal))
-                || Posix.TryStat(path, out status) != 0))
+                || Posix.TryStatLink(target, out status) != 0))
         {
-            return null; // leads outside the root, or nowhere
+            // Leads outside the root, or nowhere. What is described is the checked target itself, not the link looked
+            // up again (it may have been swapped since); a target that is a link by now is neither file nor directory.
+            return null;
         }
         return status.IsRegularFile ? new ListEntry(name, EntryType.File, status.Size, status.VersionTag)
             : status.IsDirectory ? new ListEntry(name, EntryType.Directory, 0, "")

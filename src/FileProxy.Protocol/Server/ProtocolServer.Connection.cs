@@ -147,7 +147,14 @@ public sealed partial class ProtocolServer
             if (limit != Timeout.InfiniteTimeSpan && now - Volatile.Read(ref _phaseStarted) > limit.TotalMilliseconds && !_timedOut)
             {
                 _timedOut = true;
-                _readCancel.Cancel();
+                try
+                {
+                    _readCancel.Cancel();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Closed (and disposed) since the sweep took its list of connections: nothing left to cut.
+                }
             }
         }
 
@@ -342,7 +349,16 @@ public sealed partial class ProtocolServer
             var head = new ResponseHead(StatusCode.Ok, expected is null ? "no token needed" : "authenticated");
             var length = WireCodec.EncodeResponse(Opcode.Auth, head, _writeBuffer);
             MarkFirstByte();
-            await _sender.SendAsync(_writeBuffer.AsMemory(0, length), Abort);
+            try
+            {
+                await _sender.SendAsync(_writeBuffer.AsMemory(0, length), Abort);
+            }
+            catch (Exception e) when (IsDisconnect(e))
+            {
+                // The client left right after asking: its business, not a server error.
+                RecordMetrics(Opcode.Auth, StatusCode.Ok, true, null, started);
+                return false;
+            }
             RecordMetrics(Opcode.Auth, StatusCode.Ok, false, null, started);
             _log.Debug("AUTH Ok in {ElapsedMs:0.###} ms", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             return true;

@@ -65,13 +65,21 @@ public sealed partial class ProtocolServer : IAsyncDisposable
         _heartbeat = new Timer(static state => ((ProtocolServer)state!).Heartbeat(), this, beat, beat);
     }
 
-    /// <summary>Enforces the idle and header timeouts of every connection.</summary>
+    /// <summary>Enforces the idle and header timeouts of every connection. On a timer's thread, where an exception
+    /// would end the process: one connection's failure is logged and the sweep goes on.</summary>
     private void Heartbeat()
     {
         var now = Environment.TickCount64;
         foreach (var connection in _live.Keys)
         {
-            connection.CheckTimeout(now);
+            try
+            {
+                connection.CheckTimeout(now);
+            }
+            catch (Exception e)
+            {
+                _log.Error(e, "Checking a connection's timeout failed");
+            }
         }
     }
 
