@@ -297,27 +297,31 @@ public sealed class DirectorySource : IFileSource
     private Task<ContentDigest> DigestAsync(string path, FileStream file, Posix.FileStatus status, CancellationToken cancellationToken)
     {
         var key = (path, status.Version);
-        if (_digests.TryGetValue(key, out var known))
+        if (!_digests.TryGetValue(key, out var lazy))
         {
-            return known.Value;
+            if (_digests.Count >= MaxRememberedDigests)
+            {
+                _digests.Clear();
+            }
+            Lazy<Task<ContentDigest>>? created = null;
+            created = new Lazy<Task<ContentDigest>>(() => HashOrForgetAsync(key, created!, file, status.Size));
+            lazy = _digests.GetOrAdd(key, created);
         }
-        if (_digests.Count >= MaxRememberedDigests)
-        {
-            _digests.Clear();
-        }
-        var lazy = _digests.GetOrAdd(key, _ => new Lazy<Task<ContentDigest>>(() => HashAsync(file, status.Size)));
-        return WaitOrForgetAsync(key, lazy, cancellationToken);
+        return lazy.Value.WaitAsync(cancellationToken);
     }
 
-    private async Task<ContentDigest> WaitOrForgetAsync((string Path, Posix.FileVersion Version) key, Lazy<Task<ContentDigest>> lazy, CancellationToken cancellationToken)
+    /// <summary>A failed hash forgets itself, so that the next request for the version hashes again: not whoever
+    /// waits on it, who may have stopped waiting (a request the server aborted) and would leave the failure cached.</summary>
+    private async Task<ContentDigest> HashOrForgetAsync((string Path, Posix.FileVersion Version) key, Lazy<Task<ContentDigest>> self,
+        FileStream file, long size)
     {
         try
         {
-            return await lazy.Value.WaitAsync(cancellationToken);
+            return await HashAsync(file, size);
         }
-        catch when (lazy.Value.IsFaulted)
+        catch
         {
-            _digests.TryRemove(new(key, lazy));
+            _digests.TryRemove(new(key, self));
             throw;
         }
     }
