@@ -227,7 +227,7 @@ public static class CommandLine
 
     /// <summary>--idle-timeout: how long a connection may wait for its next request.</summary>
     public static Option<Duration> IdleTimeoutOption() => DurationOption("--idle-timeout",
-        "Close a connection that sends no request for this long", ProtocolLimits.DefaultIdleTimeout);
+        "Close a connection that sends no request, or takes none of a response, for this long", ProtocolLimits.DefaultIdleTimeout);
 
     /// <summary>The --max-connections-per-address option, the same on the server and the proxy.</summary>
     public static Option<int> MaxConnectionsPerAddressOption()

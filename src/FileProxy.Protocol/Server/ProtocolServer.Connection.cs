@@ -90,16 +90,26 @@ public sealed partial class ProtocolServer
             ArrayPool<byte>.Shared.Return(_writeBuffer);
         }
 
-        public ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+        // While a body is being sent (SendingPhase), a client that takes none of it (no byte handed to the socket, none
+        // acknowledged) for the idle timeout is cut, as nginx's send_timeout does. TCP_USER_TIMEOUT does this only on
+        // plain TCP (MPTCP sockets refuse it), and without it such a client kept its connection, its file and (on a
+        // pass-through) an upstream slot until the server stopped.
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+        public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
         {
             MarkFirstByte();
-            return _sender.SendAsync(data, cancellationToken);
+            Enter(SendingPhase);
+            await _sender.SendAsync(data, cancellationToken);
+            Enter(BusyPhase);
         }
 
-        public ValueTask SendFileAsync(FileStream file, long offset, long count, CancellationToken cancellationToken)
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+        public async ValueTask SendFileAsync(FileStream file, long offset, long count, CancellationToken cancellationToken)
         {
             MarkFirstByte();
-            return _sender.SendFileAsync(file, offset, count, cancellationToken);
+            Enter(SendingPhase);
+            await _sender.SendFileAsync(file, offset, count, cancellationToken);
+            Enter(BusyPhase);
         }
 
         /// <summary>Notes when the response's first byte (of the body, when it has one) was handed to the socket.</summary>
@@ -127,6 +137,12 @@ public sealed partial class ProtocolServer
         private const int BusyPhase = 0;
         private const int IdlePhase = 1;
         private const int HeaderPhase = 2;
+        private const int SendingPhase = 3;
+
+        // The heartbeat's view of a body's send: bytes handed to the socket plus bytes acknowledged, and when that
+        // last changed (the heartbeat's thread only).
+        private long _sendProgress = -1;
+        private long _sendProgressAt;
 
         private void Enter(int phase)
         {
@@ -134,19 +150,38 @@ public sealed partial class ProtocolServer
             _phase = phase;
         }
 
-        /// <summary>Called by the server's heartbeat: cuts a read that has waited past its timeout. No timer is
-        /// armed per request; one sweep over all connections does it.</summary>
+        /// <summary>Called by the server's heartbeat: cuts a read, or a body's send, that has waited past its timeout.
+        /// No timer is armed per request; one sweep over all connections does it.</summary>
         public void CheckTimeout(long now)
         {
-            var limit = _phase switch
+            var phase = _phase;
+            var limit = phase switch
             {
-                IdlePhase => _server._options.IdleTimeout,
+                IdlePhase or SendingPhase => _server._options.IdleTimeout,
                 HeaderPhase => _server._options.HeaderTimeout,
                 _ => Timeout.InfiniteTimeSpan,
             };
-            if (limit != Timeout.InfiniteTimeSpan && now - Volatile.Read(ref _phaseStarted) > limit.TotalMilliseconds && !_timedOut)
+            var since = Volatile.Read(ref _phaseStarted);
+            if (phase == SendingPhase)
+            {
+                // One send may be a whole file to a slow client: what counts is that bytes still move.
+                var progress = _sender.BytesSent + (SocketSetup.BytesAcknowledged(_socket) ?? 0);
+                if (progress != _sendProgress)
+                {
+                    (_sendProgress, _sendProgressAt) = (progress, now);
+                }
+                since = Math.Max(since, _sendProgressAt);
+            }
+            if (limit != Timeout.InfiniteTimeSpan && now - since > limit.TotalMilliseconds && !_timedOut)
             {
                 _timedOut = true;
+                if (phase == SendingPhase)
+                {
+                    _log.Warning("The client took none of the response for {IdleTimeoutSeconds} s; closing",
+                        _server._options.IdleTimeout.TotalSeconds);
+                    Cut();
+                    return;
+                }
                 try
                 {
                     _readCancel.Cancel();

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Sockets;
 using FileProxy.IntegrationTests.Infrastructure;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Server;
@@ -169,6 +170,34 @@ public sealed class ConnectionTests(ITestOutputHelper output)
         var (_, head) = await idle.ReadResponseAsync(Opcode.Stats, deadline.Token);
 
         head.Status.Should().Be(StatusCode.Ok, "the idle connection sent nothing until the staller was cut, so no header timeout ran for it");
+    }
+
+    [Fact]
+    public async Task A_client_that_takes_none_of_a_response_is_cut_after_the_idle_timeout_while_others_are_served()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var root = new TempDirectory("fileproxy-root");
+        var content = Fetch.RandomBytes(40_000, seed: 15);
+        root.Write("ok.bin", content);
+        root.Write("big.bin", Fetch.RandomBytes(64 * 1024 * 1024, seed: 16));
+        var capture = new LogCapture(output);
+        var log = TestLog.For(capture, "origin");
+        await using var server = new ProtocolServer(new DirectorySource(root.Path, log),
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), IdleTimeout = TimeSpan.FromSeconds(1) }, log);
+        server.Start();
+        // A small receive buffer, never read: the 64 MiB body stops moving once the buffers on both sides are full.
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 };
+        await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, server.LocalEndPoint.Port), deadline.Token);
+        await using var staller = RawConnection.Over(socket);
+
+        await staller.SendAsync(RawConnection.Frame(new GetRequest("big.bin")), deadline.Token);
+        await Poll.UntilAsync(() => capture.LinesContaining("took none of the response").Count == 1,
+            "the stalled response is cut", deadline.Token);
+        await Poll.UntilAsync(() => server.ActiveConnections == 0, "the cut connection is gone", deadline.Token);
+        await using var bystander = await FileClient.ConnectAsync("127.0.0.1", server.LocalEndPoint.Port, cancellationToken: deadline.Token);
+        var after = await Fetch.GetAsync(bystander, "ok.bin", deadline.Token);
+
+        after.Body.Should().Equal(content);
     }
 
     private ProtocolServer StartServerWithShortHeaderTimeout(TempDirectory root)
