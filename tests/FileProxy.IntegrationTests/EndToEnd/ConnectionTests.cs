@@ -181,10 +181,7 @@ public sealed class ConnectionTests(ITestOutputHelper output)
         root.Write("ok.bin", content);
         root.Write("big.bin", Fetch.RandomBytes(64 * 1024 * 1024, seed: 16));
         var capture = new LogCapture(output);
-        var log = TestLog.For(capture, "origin");
-        await using var server = new ProtocolServer(new DirectorySource(root.Path, log),
-            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), IdleTimeout = TimeSpan.FromSeconds(1) }, log);
-        server.Start();
+        await using var server = StartServer(root, new ProtocolServerOptions { IdleTimeout = TimeSpan.FromSeconds(1) }, capture);
         // A small receive buffer, never read: the 64 MiB body stops moving once the buffers on both sides are full.
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 };
         await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, server.LocalEndPoint.Port), deadline.Token);
@@ -200,11 +197,14 @@ public sealed class ConnectionTests(ITestOutputHelper output)
         after.Body.Should().Equal(content);
     }
 
-    private ProtocolServer StartServerWithShortHeaderTimeout(TempDirectory root)
+    private ProtocolServer StartServerWithShortHeaderTimeout(TempDirectory root) =>
+        StartServer(root, new ProtocolServerOptions { HeaderTimeout = ShortHeaderTimeout }, output);
+
+    /// <summary>An origin over <paramref name="root"/> on a loopback port of its own, logging to <paramref name="logTo"/>.</summary>
+    private static ProtocolServer StartServer(TempDirectory root, ProtocolServerOptions options, ITestOutputHelper logTo)
     {
-        var log = TestLog.For(output, "origin");
-        var server = new ProtocolServer(new DirectorySource(root.Path, log),
-            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), HeaderTimeout = ShortHeaderTimeout }, log);
+        var log = TestLog.For(logTo, "origin");
+        var server = new ProtocolServer(new DirectorySource(root.Path, log), options with { EndPoint = new IPEndPoint(IPAddress.Loopback, 0) }, log);
         server.Start();
         return server;
     }

@@ -111,18 +111,12 @@ public sealed class TlsAndTokenTests(ITestOutputHelper output) : IDisposable
     public async Task The_client_program_speaks_tls_with_a_token_and_exits_4_on_a_wrong_token()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        var (certificate, _) = SelfSigned("server");
-        var caFile = _work.Combine("server.pem");
-        await File.WriteAllTextAsync(caFile, certificate.ExportCertificatePem(), deadline.Token);
-        var tokenFile = _work.Write("token", "s3cret\n"u8.ToArray());
-        var wrongFile = _work.Write("wrong", "nope\n"u8.ToArray());
         using var root = new TempDirectory("fileproxy-root");
         var content = Fetch.RandomBytes(2_000_000, seed: 133);
         root.Write("a.bin", content);
-        await using var origin = new ProtocolServer(new DirectorySource(root.Path),
-            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), TlsCertificate = certificate, Token = "s3cret" }, TestLog.For(output, "origin"));
-        origin.Start();
-        var peer = $"127.0.0.1:{origin.LocalEndPoint.Port.ToString(CultureInfo.InvariantCulture)}";
+        var (origin, peer, caFile, tokenFile) = await StartTlsOriginWithTokenAsync(root, deadline.Token);
+        await using var _ = origin;
+        var wrongFile = _work.Write("wrong", "nope\n"u8.ToArray());
 
         var ok = await ClientProcess.RunAsync(output, ["a.bin", "-p", peer, "--tls-ca", caFile, "--token-file", tokenFile, "-o", _work.Combine("out.bin")], deadline.Token);
         var refused = await ClientProcess.RunAsync(output, ["a.bin", "-p", peer, "--tls-ca", caFile, "--token-file", wrongFile, "-o", _work.Combine("no.bin")], deadline.Token);
@@ -139,17 +133,11 @@ public sealed class TlsAndTokenTests(ITestOutputHelper output) : IDisposable
     {
         // Multipath subflows speak neither TLS nor AUTH: they must never carry the name (or take bytes) in the clear.
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        var (certificate, _) = SelfSigned("server");
-        var caFile = _work.Combine("server.pem");
-        await File.WriteAllTextAsync(caFile, certificate.ExportCertificatePem(), deadline.Token);
-        var tokenFile = _work.Write("token", "s3cret\n"u8.ToArray());
         using var root = new TempDirectory("fileproxy-root");
         var content = Fetch.RandomBytes(2_000_000, seed: 134);
         root.Write("a.bin", content);
-        await using var origin = new ProtocolServer(new DirectorySource(root.Path),
-            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), TlsCertificate = certificate, Token = "s3cret" }, TestLog.For(output, "origin"));
-        origin.Start();
-        var peer = $"127.0.0.1:{origin.LocalEndPoint.Port.ToString(CultureInfo.InvariantCulture)}";
+        var (origin, peer, caFile, tokenFile) = await StartTlsOriginWithTokenAsync(root, deadline.Token);
+        await using var _ = origin;
 
         var run = await ClientProcess.RunAsync(output,
             ["a.bin", "-p", peer, "-p", peer, "--tls-ca", caFile, "--token-file", tokenFile, "-o", _work.Combine("out.bin")], deadline.Token);
@@ -157,6 +145,21 @@ public sealed class TlsAndTokenTests(ITestOutputHelper output) : IDisposable
         run.ExitCode.Should().Be(ExitCodes.Success, run.StandardError);
         File.ReadAllBytes(_work.Combine("out.bin")).Should().Equal(content);
         run.StandardError.Should().Contain("do not speak TLS").And.Contain("over the first --proxy only");
+    }
+
+    /// <summary>An origin over <paramref name="root"/> that speaks TLS (a self-signed certificate, written to a PEM file
+    /// the client program can trust) and wants the token "s3cret" (written to a token file).</summary>
+    private async Task<(ProtocolServer Origin, string Peer, string CaFile, string TokenFile)> StartTlsOriginWithTokenAsync(
+        TempDirectory root, CancellationToken cancellationToken)
+    {
+        var (certificate, _) = SelfSigned("server");
+        var caFile = _work.Combine("server.pem");
+        await File.WriteAllTextAsync(caFile, certificate.ExportCertificatePem(), cancellationToken);
+        var tokenFile = _work.Write("token", "s3cret\n"u8.ToArray());
+        var origin = new ProtocolServer(new DirectorySource(root.Path),
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), TlsCertificate = certificate, Token = "s3cret" }, TestLog.For(output, "origin"));
+        origin.Start();
+        return (origin, $"127.0.0.1:{origin.LocalEndPoint.Port.ToString(CultureInfo.InvariantCulture)}", caFile, tokenFile);
     }
 
     /// <summary>A self-signed certificate for 127.0.0.1 and localhost, with its private key, and a collection that
