@@ -283,7 +283,7 @@ internal static partial class ClientCommands
         var multipath = parse.GetValue(Multipath) ?? MultipathMode.Adaptive;
         return await WithOptionsAsync(parse, (options, limited) =>
             peers.Length > 1 && parse.GetValue(TierOption) is not { Length: > 0 } && multipath != MultipathMode.Off && !toStdout
-            && !isRange && !parse.GetValue(Resume) && MultipathDownload.CanWrite(options, target!)
+            && !isRange && !parse.GetValue(Resume) && MultipathDownload.CanWrite(target!)
                 ? MultipathAsync(options, limited)
                 : OnePathAsync(options, limited), cancellationToken);
 
@@ -385,20 +385,15 @@ internal static partial class ClientCommands
         {
             await using var report = ClientOutput.Start(mode);
             // As for one name: --resume and a tier use one path (the first --proxy, or the owner), and so do
-            // connections subflows cannot make, and outputs multipath cannot fill (checked for each name).
+            // outputs multipath cannot fill (checked for each name).
             var severalPaths = peers.Length > 1 && multipath != MultipathMode.Off && parse.GetValue(TierOption) is not { Length: > 0 }
                 && !parse.GetValue(Resume);
-            if (severalPaths && MultipathFetcher.Unsupported(options) is { } unsupported)
-            {
-                Log.Warning("{Reason}: fetching over the first --proxy only", unsupported);
-                severalPaths = false;
-            }
             if (severalPaths)
             {
                 var pathOptions = new MultipathOptions { Mode = multipath, Connection = options };
                 await using var onePath = new FileClientPool(peers[0].Host, peers[0].Port, options, maxIdle: workers);
                 return await Batch.RunAsync(items, workers, async (item, progress, token) =>
-                    MultipathDownload.CanWrite(options, item.Target!)
+                    MultipathDownload.CanWrite(item.Target!)
                         ? (await MultipathDownload.ToFileAsync(peers, pathOptions, item.Name!, item.Target!, progress, token)).Result
                         : await Download.ToPathAsync(onePath, item.Name!, item.Target!, DownloadOptionsOf(parse, report, progress), token),
                     report, limited);

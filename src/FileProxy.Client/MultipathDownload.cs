@@ -14,33 +14,26 @@ namespace FileProxy.Client;
 internal static class MultipathDownload
 {
     /// <summary>
-    /// Whether a download to <paramref name="outputPath"/> with these connection options can go over several paths;
-    /// when not, says why (a Warning) and the caller uses the first --proxy alone. Subflows speak neither TLS nor AUTH,
-    /// and they write out of order into a temporary file that is renamed into place: a device, FIFO or descriptor
-    /// (which renaming would destroy) is written straight into, in order, by the one-path download.
+    /// Whether a download to <paramref name="outputPath"/> can go over several paths; when not, says why (a Warning)
+    /// and the caller uses the first --proxy alone. Subflows write out of order into a temporary file that is renamed
+    /// into place: a device, FIFO or descriptor (which renaming would destroy) is written straight into, in order, by
+    /// the one-path download.
     /// </summary>
-    public static bool CanWrite(FileClientOptions connection, string outputPath)
+    public static bool CanWrite(string outputPath)
     {
-        var reason = MultipathFetcher.Unsupported(connection);
-        if (reason is null)
+        try
         {
-            try
+            if (!OutputTarget.Resolve(outputPath).Direct)
             {
-                if (OutputTarget.Resolve(outputPath).Direct)
-                {
-                    reason = $"{outputPath} is not a regular file, which multipath (writing out of order) cannot fill";
-                }
-            }
-            catch (IOException)
-            {
-                return false; // the one-path download reports it
+                return true;
             }
         }
-        if (reason is null)
+        catch (IOException)
         {
-            return true;
+            return false; // the one-path download reports it
         }
-        Log.Warning("{Reason}: fetching {Output} over the first --proxy only", reason, outputPath);
+        Log.Warning("{Output} is not a regular file, which multipath (writing out of order) cannot fill: fetching it over the first --proxy only",
+            outputPath);
         return false;
     }
 

@@ -123,13 +123,6 @@ command.Validators.Add(result =>
     {
         result.AddError("--peer and --upstream-address cannot be combined yet (a tier's fills come from one peer or the origin)");
     }
-    if ((result.GetValue(upstreamAddress)?.Length ?? 0) > 0 && result.GetValue(upstreamMultipath) != "off"
-        && (result.GetValue(upstreamTls) || result.GetValue(upstreamTlsCa) is not null || result.GetValue(upstreamTokenFile) is not null))
-    {
-        // Subflows are plain TCP: the origin's bytes (and names) would cross in the clear, or be refused.
-        result.AddError("--upstream-address (multipath) cannot be combined with --upstream-tls, --upstream-tls-ca or "
-            + "--upstream-token-file yet: subflows speak neither TLS nor AUTH");
-    }
     if ((result.GetValue(upstreamAddress)?.Length ?? 0) + 1 > MultipathFetcher.MaxSubflows)
     {
         result.AddError($"at most {MultipathFetcher.MaxSubflows - 1} --upstream-address options");

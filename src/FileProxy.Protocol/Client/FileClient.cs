@@ -53,13 +53,10 @@ public sealed class FileClient : IAsyncDisposable
         CancellationToken cancellationToken = default)
     {
         options ??= new FileClientOptions();
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(options.ConnectTimeout);
         FileClient? client = null;
         try
         {
-            var socket = await SocketSetup.ConnectAsync(host, port, options.Mptcp, timeout.Token);
-            client = new FileClient(options.Tls ? await StartTlsAsync(socket, host, options, timeout.Token) : new Link(socket), options);
+            client = new FileClient(await OpenLinkAsync(host, port, options, cancellationToken), options);
             if (options.Token is not null)
             {
                 var head = await client.RequestAsync(new AuthRequest(options.Token), cancellationToken);
@@ -76,18 +73,32 @@ public sealed class FileClient : IAsyncDisposable
             {
                 await client.DisposeAsync();
             }
-            throw e switch
-            {
-                UpstreamException => e,
-                OperationCanceledException => new UpstreamException(
-                    $"connecting to {host}:{port} timed out after {Units.FormatDuration(options.ConnectTimeout)}", e),
-                SocketException => new UpstreamException($"cannot connect to {host}:{port}: {e.Message}", e),
-                AuthenticationException => new UpstreamException($"TLS with {host}:{port} failed: {e.Message}", e) { Permanent = true },
-                IOException => new UpstreamException($"TLS with {host}:{port} failed: {e.Message}", e),
-                _ => e,
-            };
+            throw ConnectFailure(e, $"{host}:{port}", options);
         }
     }
+
+    /// <summary>A connection to <paramref name="host"/>:<paramref name="port"/> as <paramref name="options"/> ask
+    /// (MPTCP or TCP, then TLS when asked), within their connect timeout: what every connection of this library
+    /// starts with, a <see cref="FileClient"/>'s or a multipath subflow's. The caller presents the token.</summary>
+    internal static async Task<Link> OpenLinkAsync(string host, int port, FileClientOptions options, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.ConnectTimeout);
+        var socket = await SocketSetup.ConnectAsync(host, port, options.Mptcp, timeout.Token);
+        return options.Tls ? await StartTlsAsync(socket, host, options, timeout.Token) : new Link(socket);
+    }
+
+    /// <summary>What a failure to connect to <paramref name="address"/> (or to start TLS or AUTH there) tells the caller.</summary>
+    internal static Exception ConnectFailure(Exception e, string address, FileClientOptions options) => e switch
+    {
+        UpstreamException => e,
+        OperationCanceledException => new UpstreamException(
+            $"connecting to {address} timed out after {Units.FormatDuration(options.ConnectTimeout)}", e),
+        SocketException => new UpstreamException($"cannot connect to {address}: {e.Message}", e),
+        AuthenticationException => new UpstreamException($"TLS with {address} failed: {e.Message}", e) { Permanent = true },
+        IOException => new UpstreamException($"TLS with {address} failed: {e.Message}", e),
+        _ => e,
+    };
 
     /// <summary>TLS over a connected socket, the server's certificate checked for <paramref name="host"/> against
     /// the system's trust store or the options' own trusted certificates.</summary>

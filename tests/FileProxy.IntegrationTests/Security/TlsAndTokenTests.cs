@@ -5,6 +5,7 @@ using System.Security.Cryptography.X509Certificates;
 using FileProxy.Client;
 using FileProxy.IntegrationTests.Infrastructure;
 using FileProxy.Protocol.Client;
+using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Wire;
 using FileProxy.Proxy;
@@ -129,22 +130,90 @@ public sealed class TlsAndTokenTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public async Task The_client_program_given_two_proxies_keeps_tls_and_the_token_on_one_path()
+    public async Task The_client_program_given_two_proxies_speaks_tls_and_presents_the_token_on_every_subflow()
     {
-        // Multipath subflows speak neither TLS nor AUTH: they must never carry the name (or take bytes) in the clear.
+        // The origin takes nothing but TLS with the token: a subflow that spoke in the clear, or without the token,
+        // could carry nothing, and would show as failed in the summary line.
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         using var root = new TempDirectory("fileproxy-root");
-        var content = Fetch.RandomBytes(2_000_000, seed: 134);
+        var content = Fetch.RandomBytes(6_000_000, seed: 134);
         root.Write("a.bin", content);
         var (origin, peer, caFile, tokenFile) = await StartTlsOriginWithTokenAsync(root, deadline.Token);
         await using var _ = origin;
+        var wrongFile = _work.Write("wrong", "nope\n"u8.ToArray());
+
+        var ok = await ClientProcess.RunAsync(output,
+            ["a.bin", "-p", peer, "-p", peer, "--multipath", "all", "--tls-ca", caFile, "--token-file", tokenFile, "-o", _work.Combine("out.bin")], deadline.Token);
+        var refused = await ClientProcess.RunAsync(output,
+            ["a.bin", "-p", peer, "-p", peer, "--tls-ca", caFile, "--token-file", wrongFile, "-o", _work.Combine("no.bin")], deadline.Token);
+
+        ok.ExitCode.Should().Be(ExitCodes.Success, ok.StandardError);
+        File.ReadAllBytes(_work.Combine("out.bin")).Should().Equal(content);
+        ok.Text().Should().Contain("of 2 subflows carried data").And.NotContain("failed");
+        ok.StandardError.Should().NotContain("first --proxy only");
+        refused.ExitCode.Should().Be(ExitCodes.Refused, refused.StandardError);
+        refused.Lines().Should().ContainSingle().Which.Should().Contain("refused the token");
+        File.Exists(_work.Combine("no.bin")).Should().BeFalse();
+    }
+
+    [Fact]
+    public async Task A_proxy_fills_over_two_addresses_of_a_tls_origin_that_wants_a_token()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (certificate, trust) = SelfSigned("origin");
+        using var root = new TempDirectory("fileproxy-root");
+        using var cache = new TempDirectory("fileproxy-cache");
+        var content = Fetch.RandomBytes(5_000_000, seed: 136);
+        root.Write("two.bin", content);
+        await using var origin = new ProtocolServer(new DirectorySource(root.Path),
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), TlsCertificate = certificate, Token = "origin-token" },
+            TestLog.For(output, "origin"));
+        origin.Start();
+        // The second path: a TCP relay, which sees only what crosses it (TLS records, when subflows speak TLS).
+        await using var relay = new Relay(new IPEndPoint(IPAddress.Loopback, origin.LocalEndPoint.Port));
+        var upstream = new FileClientOptions { Tls = true, TlsTrust = trust, Token = "origin-token" };
+        var options = new CacheOptions
+        {
+            Directory = cache.Path,
+            Fsync = false,
+            Multipath = new UpstreamMultipath([("127.0.0.1", origin.LocalEndPoint.Port), ("127.0.0.1", relay.EndPoint.Port)],
+                new MultipathOptions { Mode = MultipathMode.All, MinChunkBytes = 256 * 1024, MaxChunkBytes = 256 * 1024, Connection = upstream }),
+        };
+        var (proxy, source) = ProxyServer.Create("127.0.0.1", origin.LocalEndPoint.Port, options,
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0) }, upstream, TestLog.For(output, "proxy"));
+        await using (proxy)
+        await using (source)
+        {
+            proxy.Start();
+            await using var client = await FileClient.ConnectAsync("127.0.0.1", proxy.LocalEndPoint.Port, cancellationToken: deadline.Token);
+
+            var miss = await Fetch.GetAsync(client, "two.bin", deadline.Token);
+
+            miss.Body.Should().Equal(content);
+            relay.Forwarded.Should().BeGreaterThan(256 * 1024, "the second path carried chunks, which the origin serves only over TLS with the token");
+        }
+    }
+
+    [Fact]
+    public async Task The_client_program_given_two_proxies_and_a_ca_never_takes_bytes_from_a_plaintext_server()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var root = new TempDirectory("fileproxy-root");
+        root.Write("a.bin", Fetch.RandomBytes(2_000_000, seed: 135));
+        var (certificate, _) = SelfSigned("server");
+        var caFile = _work.Combine("server.pem");
+        await File.WriteAllTextAsync(caFile, certificate.ExportCertificatePem(), deadline.Token);
+        await using var plain = new ProtocolServer(new DirectorySource(root.Path),
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0) }, TestLog.For(output, "plain"));
+        plain.Start();
+        var peer = $"127.0.0.1:{plain.LocalEndPoint.Port.ToString(CultureInfo.InvariantCulture)}";
 
         var run = await ClientProcess.RunAsync(output,
-            ["a.bin", "-p", peer, "-p", peer, "--tls-ca", caFile, "--token-file", tokenFile, "-o", _work.Combine("out.bin")], deadline.Token);
+            ["a.bin", "-p", peer, "-p", peer, "--tls-ca", caFile, "--retries", "0", "-o", _work.Combine("out.bin")], deadline.Token);
 
-        run.ExitCode.Should().Be(ExitCodes.Success, run.StandardError);
-        File.ReadAllBytes(_work.Combine("out.bin")).Should().Equal(content);
-        run.StandardError.Should().Contain("do not speak TLS").And.Contain("over the first --proxy only");
+        run.ExitCode.Should().NotBe(ExitCodes.Success);
+        run.Lines().Should().ContainSingle().Which.Should().Contain("TLS");
+        File.Exists(_work.Combine("out.bin")).Should().BeFalse();
     }
 
     /// <summary>An origin over <paramref name="root"/> that speaks TLS (a self-signed certificate, written to a PEM file

@@ -39,13 +39,6 @@ public sealed class MultipathFetcher : IAsyncDisposable
         _log = log;
     }
 
-    /// <summary>Why connections with these options cannot be subflows, or null: subflows are plain TCP, with neither
-    /// TLS nor a token (AUTH).</summary>
-    public static string? Unsupported(FileClientOptions connection) =>
-        connection.Tls ? "multipath subflows do not speak TLS yet"
-        : connection.Token is not null ? "multipath subflows do not present a token yet"
-        : null;
-
     /// <summary>Subflows connected and not failed.</summary>
     public int Live => _subflows.Count(s => s is not null);
 
@@ -58,11 +51,6 @@ public sealed class MultipathFetcher : IAsyncDisposable
         if (addresses.Count is 0 or > MaxSubflows)
         {
             throw new ArgumentException($"between 1 and {MaxSubflows} addresses", nameof(addresses));
-        }
-        if (Unsupported(options.Connection) is { } unsupported)
-        {
-            // Never in the clear what the caller asked to protect: callers check this first and use one path.
-            throw new ArgumentException(unsupported, nameof(options));
         }
         log = (log ?? Log.Logger).ForContext<MultipathFetcher>();
         var count = options.Mode == MultipathMode.Off ? 1 : addresses.Count;
@@ -83,7 +71,7 @@ public sealed class MultipathFetcher : IAsyncDisposable
                 await task.Result.DisposeAsync();
             }
             cancellationToken.ThrowIfCancellationRequested();
-            throw new UpstreamException(string.Join("; ", connecting.Select(t => t.Exception?.InnerException?.Message).OfType<string>()));
+            throw NoPath(connecting.Select(t => t.Exception?.InnerException).OfType<Exception>().ToArray());
         }
         var subflows = new Subflow?[count];
         var failures = new string?[count];
@@ -102,6 +90,19 @@ public sealed class MultipathFetcher : IAsyncDisposable
             }
         }
         return new MultipathFetcher(subflows, names, addresses, failures, options, pool, log);
+    }
+
+    /// <summary>Why no path could be connected: each distinct reason once; the status (a refused token, say) and
+    /// whether retrying cannot help when every path says the same.</summary>
+    private static UpstreamException NoPath(Exception[] failures)
+    {
+        var message = string.Join("; ", failures.Select(e => e.Message).Distinct(StringComparer.Ordinal));
+        var upstream = failures.OfType<UpstreamException>().ToArray();
+        var permanent = failures.Length > 0 && upstream.Length == failures.Length && upstream.All(e => e.Permanent);
+        var statuses = upstream.Select(e => e.Status).Distinct().ToArray();
+        return upstream.Length == failures.Length && statuses is [{ } status]
+            ? new UpstreamException(message, status) { Permanent = permanent }
+            : new UpstreamException(message) { Permanent = permanent };
     }
 
     private static async Task<Subflow> TakeOrConnectAsync(SubflowPool? pool, int index, string host, int port, MultipathOptions options,

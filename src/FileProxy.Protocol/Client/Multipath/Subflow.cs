@@ -13,7 +13,7 @@ namespace FileProxy.Protocol.Client.Multipath;
 /// </summary>
 internal sealed class Subflow : IAsyncDisposable
 {
-    private readonly Socket _socket;
+    private readonly Link _link;
     private readonly FrameReader _reader;
     private readonly MultipathOptions _options;
     /// <summary>The next request goes out at the latest this many bytes before the current body ends.</summary>
@@ -31,13 +31,13 @@ internal sealed class Subflow : IAsyncDisposable
     private long _pingIntervalTicks;
     private int _disposed;
 
-    private Subflow(int index, string address, Socket socket, MultipathOptions options)
+    private Subflow(int index, string address, Link link, MultipathOptions options)
     {
         Index = index;
         Address = address;
-        _socket = socket;
+        _link = link;
         _options = options;
-        _reader = new FrameReader(socket, ProtocolLimits.MaxFrameLength);
+        _reader = new FrameReader(link, ProtocolLimits.MaxFrameLength);
     }
 
     public int Index { get; }
@@ -70,24 +70,33 @@ internal sealed class Subflow : IAsyncDisposable
         set => Interlocked.Exchange(ref _pingIntervalTicks, value.Ticks);
     }
 
+    /// <summary>Connects as a <see cref="FileClient"/> does (TLS and the token included, when the options ask for
+    /// them): a subflow never carries in the clear what the caller asked to protect.</summary>
     public static async Task<Subflow> ConnectAsync(int index, string host, int port, MultipathOptions options,
         CancellationToken cancellationToken)
     {
         var address = Name(host, port);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(options.Connection.ConnectTimeout);
+        Subflow? subflow = null;
         try
         {
-            var socket = await SocketSetup.ConnectAsync(host, port, options.Connection.Mptcp, timeout.Token);
-            return new Subflow(index, address, socket, options);
+            subflow = new Subflow(index, address, await FileClient.OpenLinkAsync(host, port, options.Connection, cancellationToken), options);
+            if (options.Connection.Token is { } token)
+            {
+                var head = await subflow.RequestAsync(new AuthRequest(token), cancellationToken);
+                if (!head.IsOk)
+                {
+                    throw new UpstreamException($"{address} refused the token: {head.Message}", head.Status);
+                }
+            }
+            return subflow;
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
-            throw new UpstreamException($"connecting to {address} timed out after {options.Connection.ConnectTimeout.TotalSeconds} s");
-        }
-        catch (SocketException e)
-        {
-            throw new UpstreamException($"cannot connect to {address}: {e.Message}", e);
+            if (subflow is not null)
+            {
+                await subflow.DisposeAsync();
+            }
+            throw FileClient.ConnectFailure(e, address, options.Connection);
         }
     }
 
@@ -97,7 +106,7 @@ internal sealed class Subflow : IAsyncDisposable
 
     /// <summary>For a subflow waiting in a pool: the connection is open and nothing arrived unasked (a server that
     /// closed it while idle makes it readable with nothing to read).</summary>
-    public bool IsOpenAndIdle() => IsReusable && _reader.IsQuiet(_socket);
+    public bool IsOpenAndIdle() => IsReusable && _reader.IsQuiet(_link.Socket);
 
     /// <summary>Starts a new transfer's counts on a pooled subflow (what it learned of its path stays).</summary>
     public void Reset()
@@ -114,18 +123,22 @@ internal sealed class Subflow : IAsyncDisposable
     public bool Reused { get; private set; }
 
     /// <summary>One STAT, before the transfer (nothing else outstanding).</summary>
-    public async Task<ResponseHead> StatAsync(string name, CancellationToken cancellationToken)
+    public Task<ResponseHead> StatAsync(string name, CancellationToken cancellationToken) =>
+        RequestAsync(new StatRequest(name), cancellationToken);
+
+    /// <summary>One request and its answer, with nothing else outstanding, within the response timeout.</summary>
+    private async Task<ResponseHead> RequestAsync(Request request, CancellationToken cancellationToken)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(_options.Connection.ResponseTimeout);
         try
         {
-            await SendAsync(new StatRequest(name), deadline.Token);
+            await SendAsync(request, deadline.Token);
             var frame = await _reader.ReadFrameAsync(null, deadline.Token)
                 ?? throw new UpstreamException($"{Address} closed the connection without answering");
-            return WireCodec.DecodeResponse(Opcode.Stat, frame.Header, frame.Payload.Span);
+            return WireCodec.DecodeResponse(request.Opcode, frame.Header, frame.Payload.Span);
         }
-        catch (Exception e) when (Wrap(e, "STAT", cancellationToken) is { } wrapped)
+        catch (Exception e) when (Wrap(e, request.Opcode.ToString().ToUpperInvariant(), cancellationToken) is { } wrapped)
         {
             throw wrapped;
         }
@@ -139,7 +152,7 @@ internal sealed class Subflow : IAsyncDisposable
         _sampledReceived = received;
         TimeSpan rtt = TimeSpan.Zero, minRtt = TimeSpan.Zero;
         long lost = 0;
-        if (TcpInfo.Read(_socket) is { } info)
+        if (TcpInfo.Read(_link.Socket) is { } info)
         {
             // On this receiving side: rcv_rtt is measured on the data arriving (so it includes the queue in the
             // data's direction); rtt only on our requests; rcv_ooopack counts packets that arrived after a hole.
@@ -223,7 +236,7 @@ internal sealed class Subflow : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            _socket.Dispose();
+            _link.Dispose();
             _reader.Dispose();
         }
         return ValueTask.CompletedTask;
@@ -340,11 +353,7 @@ internal sealed class Subflow : IAsyncDisposable
     private async ValueTask SendAsync(Request request, CancellationToken cancellationToken)
     {
         var length = WireCodec.EncodeRequest(request, _requestBuffer);
-        var data = _requestBuffer.AsMemory(0, length);
-        while (!data.IsEmpty)
-        {
-            data = data[await _socket.SendAsync(data, SocketFlags.None, cancellationToken)..];
-        }
+        await _link.SendAsync(_requestBuffer.AsMemory(0, length), cancellationToken);
     }
 
     /// <summary>The reason when <paramref name="e"/> means this path failed (the transfer can go on without it).</summary>
