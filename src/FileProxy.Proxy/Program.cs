@@ -119,10 +119,6 @@ command.Validators.Add(result =>
     {
         result.AddError("--self needs the tier's --peer list");
     }
-    if ((result.GetValue(peer)?.Length ?? 0) > 0 && (result.GetValue(upstreamAddress)?.Length ?? 0) > 0)
-    {
-        result.AddError("--peer and --upstream-address cannot be combined yet (a tier's fills come from one peer or the origin)");
-    }
     if ((result.GetValue(upstreamAddress)?.Length ?? 0) + 1 > MultipathFetcher.MaxSubflows)
     {
         result.AddError($"at most {MultipathFetcher.MaxSubflows - 1} --upstream-address options");

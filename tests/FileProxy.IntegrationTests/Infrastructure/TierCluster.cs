@@ -24,12 +24,14 @@ public sealed class TierCluster : IAsyncDisposable
     private readonly TempDirectory[] _caches;
     private readonly (ProtocolServer Server, CacheSource Cache)?[] _proxies;
     private readonly Func<int, TierOptions> _tierOf;
+    private readonly Func<CacheOptions, CacheOptions> _configureCache;
     private readonly ProtocolServer _origin;
 
     public TierCluster(ITestOutputHelper output, int proxies, Func<TierCluster, int, TierOptions>? tierOf = null,
-        TimeSpan? downFor = null, bool keepCopies = true)
+        TimeSpan? downFor = null, bool keepCopies = true, Func<CacheOptions, CacheOptions>? configureCache = null)
     {
         _output = output;
+        _configureCache = configureCache ?? (options => options);
         _ports = [.. Enumerable.Range(0, proxies).Select(_ => new OwnedPort())];
         _caches = [.. Enumerable.Range(0, proxies).Select(_ => new TempDirectory("fileproxy-tier-cache"))];
         _proxies = new (ProtocolServer, CacheSource)?[proxies];
@@ -59,6 +61,8 @@ public sealed class TierCluster : IAsyncDisposable
 
     public int Port(int index) => _ports[index].Port;
 
+    public int OriginPort => _originPort.Port;
+
     public CacheSource Cache(int index) => _proxies[index]?.Cache ?? throw new InvalidOperationException($"proxy {index} is stopped");
 
     public bool IsRunning(int index) => _proxies[index] is not null;
@@ -83,7 +87,7 @@ public sealed class TierCluster : IAsyncDisposable
     public void Start(int index)
     {
         var log = TestLog.For(_output, $"proxy{index}");
-        var options = new CacheOptions { Directory = _caches[index].Path, Fsync = false, Tier = _tierOf(index) };
+        var options = _configureCache(new CacheOptions { Directory = _caches[index].Path, Fsync = false, Tier = _tierOf(index) });
         var proxy = ProxyServer.Create("127.0.0.1", _originPort.Port, options,
             new ProtocolServerOptions { ListenSocket = _ports[index].Listen(), DrainTimeout = TimeSpan.FromMilliseconds(100) }, log: log);
         proxy.Server.Start();

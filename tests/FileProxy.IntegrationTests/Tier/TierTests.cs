@@ -1,5 +1,8 @@
 using System.Globalization;
+using System.Net;
 using FileProxy.IntegrationTests.Infrastructure;
+using FileProxy.Protocol.Client.Multipath;
+using FileProxy.Proxy.Cache;
 using FileProxy.Proxy.Tier;
 using Xunit.Abstractions;
 
@@ -163,6 +166,38 @@ public sealed class TierTests(ITestOutputHelper output)
 
         (await tier.StatsAsync(1, deadline.Token))["tier_peer_failures"].Should().Be(1);
         tier.Origin.Gets(name).Should().Be(2, "proxy 0 fetched it once, and its names' next peer once more");
+    }
+
+    [Fact]
+    public async Task The_owner_fills_over_the_origin_s_addresses_and_the_other_peer_from_the_owner()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        Relay? relay = null; // made once the origin's port is known, before any proxy starts
+        var originPort = 0;
+        await using var tier = new TierCluster(output, 2, configureCache: options => options with
+        {
+            Multipath = new UpstreamMultipath([("127.0.0.1", originPort), ("127.0.0.1", relay!.EndPoint.Port)],
+                new MultipathOptions { Mode = MultipathMode.All, MinChunkBytes = 256 * 1024, MaxChunkBytes = 256 * 1024 }),
+        });
+        // The origin's second address: a relay standing for a second path.
+        originPort = tier.OriginPort;
+        await using var secondPath = relay = new Relay(new IPEndPoint(IPAddress.Loopback, originPort));
+        var content = Fetch.RandomBytes(5 * 1024 * 1024 + 333, seed: 137);
+        const string name = "multi/big.bin";
+        tier.Root.Write(name, content);
+        tier.StartAll();
+        var owner = tier.OwnerOf(name);
+
+        await AskAsync(tier, 1 - owner, name, content, deadline.Token);
+        await AskAsync(tier, owner, name, content, deadline.Token);
+
+        relay.Forwarded.Should().BeGreaterThan(256 * 1024, "the owner's fill went over both of the origin's addresses");
+        tier.Origin.Gets(name).Should().BeGreaterThan(1, "a multipath fill asks the origin for chunks");
+        var other = await tier.StatsAsync(1 - owner, deadline.Token);
+        var owners = await tier.StatsAsync(owner, deadline.Token);
+        other["tier_forwarded"].Should().Be(1, "the other peer fetched the name from its owner");
+        owners["tier_hop_marked_received"].Should().Be(1);
+        owners["cache_hits"].Should().Be(1, "the owner's second answer came from the copy its multipath fill made");
     }
 
     private static Dictionary<string, byte[]> WriteFiles(TierCluster tier, int count, string prefix)
