@@ -75,6 +75,8 @@ var peerDownTime = CommandLine.DurationOption("--peer-down-time",
     "A peer that does not answer is left out this long, its names going to the next peer, then tried again", tierDefaults.DownFor);
 var peerConnectTimeout = CommandLine.DurationOption("--peer-connect-timeout",
     "Give up connecting to a peer (and mark it down) after this long", tierDefaults.Connection.ConnectTimeout);
+var peerTlsCa = SecurityOptions.TlsCa("--peer-tls-ca",
+    "PEM certificates to trust for the peers' TLS, which --tls-cert or this option turns on (default: system store)");
 var keepPeerCopies = CommandLine.SwitchOption("--keep-peer-copies",
     "Keep a copy of the names other peers own once fetched from them (false: relay them from their owner every time)", tierDefaults.KeepCopies);
 var logLevel = CommandLine.LogLevelOption();
@@ -84,7 +86,7 @@ var command = new RootCommand("FileProxy caching proxy: serves files from its ca
     upstreamHostArgument, upstreamPortArgument, listenPortArgument,
     upstreamHost, upstreamPort, port, cacheDir, maxSize, revalidate, serveStale, allowPurge, noFsync,
     upstreamMptcp, maxFills, upstreamTls, upstreamTlsCa, upstreamTokenFile, upstreamConnectTimeout, upstreamResponseTimeout, upstreamIdleTimeout, upstreamAddress, upstreamMultipath,
-    peer, self, peerDownTime, peerConnectTimeout, keepPeerCopies, logLevel,
+    peer, self, peerDownTime, peerConnectTimeout, peerTlsCa, keepPeerCopies, logLevel,
 };
 listening.AddTo(command);
 command.Validators.Add(result =>
@@ -114,6 +116,10 @@ command.Validators.Add(result =>
         {
             result.AddError($"peer '{text}' is not HOST:PORT");
         }
+    }
+    if (result.GetValue(peerTlsCa) is not null && (result.GetValue(peer)?.Length ?? 0) == 0)
+    {
+        result.AddError("--peer-tls-ca needs the tier's --peer list");
     }
     if (result.GetValue(self) is not null && (result.GetValue(peer)?.Length ?? 0) == 0)
     {
@@ -191,10 +197,6 @@ return await CommandLine.RunAsync(command, args);
 // upstream's response and idle timeouts).
 TierOptions TierFrom(ParseResult parse, string[] peerTexts, ProtocolServerOptions serverOptions)
 {
-    if (serverOptions.TlsCertificate is not null)
-    {
-        throw new StartException("--peer with --tls-cert is not supported yet (peers talk plain TCP to each other)", CommandLine.UsageError);
-    }
     var peers = peerTexts.Select(text => TierPeer.TryParse(text, out var parsed) ? parsed : default).DistinctBy(p => p.Id).ToArray();
     TierPeer? named = parse.GetValue(self) is { } selfText && TierPeer.TryParse(selfText, out var selfPeer) ? selfPeer : null;
     var me = TierMembership.FindSelf(peers, named, serverOptions.EndPoint);
@@ -217,6 +219,9 @@ TierOptions TierFrom(ParseResult parse, string[] peerTexts, ProtocolServerOption
             ResponseTimeout = parse.GetValue(upstreamResponseTimeout),
             IdleTimeout = parse.GetValue(upstreamIdleTimeout),
             Token = serverOptions.Token,
+            // The peers serve as this proxy does: over TLS when it does (or when told whom to trust for it).
+            Tls = serverOptions.TlsCertificate is not null || parse.GetValue(peerTlsCa) is not null,
+            TlsTrust = SecurityOptions.LoadTrust(parse.GetValue(peerTlsCa)),
         },
     };
 }

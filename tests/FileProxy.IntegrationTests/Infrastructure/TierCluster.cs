@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Server;
 using FileProxy.Protocol.Tier;
@@ -27,10 +28,16 @@ public sealed class TierCluster : IAsyncDisposable
     private readonly Func<CacheOptions, CacheOptions> _configureCache;
     private readonly ProtocolServer _origin;
 
+    private readonly (X509Certificate2 Certificate, X509Certificate2Collection Trust)? _tls;
+
+    /// <param name="tls">When given, every proxy serves TLS with this certificate, asks its peers over TLS trusting
+    /// it, and <see cref="ConnectAsync"/> does too.</param>
     public TierCluster(ITestOutputHelper output, int proxies, Func<TierCluster, int, TierOptions>? tierOf = null,
-        TimeSpan? downFor = null, bool keepCopies = true, Func<CacheOptions, CacheOptions>? configureCache = null)
+        TimeSpan? downFor = null, bool keepCopies = true, Func<CacheOptions, CacheOptions>? configureCache = null,
+        (X509Certificate2 Certificate, X509Certificate2Collection Trust)? tls = null)
     {
         _output = output;
+        _tls = tls;
         _configureCache = configureCache ?? (options => options);
         _ports = [.. Enumerable.Range(0, proxies).Select(_ => new OwnedPort())];
         _caches = [.. Enumerable.Range(0, proxies).Select(_ => new TempDirectory("fileproxy-tier-cache"))];
@@ -42,6 +49,7 @@ public sealed class TierCluster : IAsyncDisposable
                 Self = Peers[index],
                 DownFor = downFor ?? TimeSpan.FromSeconds(10),
                 KeepCopies = keepCopies,
+                Connection = ClientOptions with { ConnectTimeout = TimeSpan.FromSeconds(2) },
             }
             : index => tierOf(this, index);
         var originLog = TestLog.For(output, "origin");
@@ -89,7 +97,12 @@ public sealed class TierCluster : IAsyncDisposable
         var log = TestLog.For(_output, $"proxy{index}");
         var options = _configureCache(new CacheOptions { Directory = _caches[index].Path, Fsync = false, Tier = _tierOf(index) });
         var proxy = ProxyServer.Create("127.0.0.1", _originPort.Port, options,
-            new ProtocolServerOptions { ListenSocket = _ports[index].Listen(), DrainTimeout = TimeSpan.FromMilliseconds(100) }, log: log);
+            new ProtocolServerOptions
+            {
+                ListenSocket = _ports[index].Listen(),
+                DrainTimeout = TimeSpan.FromMilliseconds(100),
+                TlsCertificate = _tls?.Certificate,
+            }, log: log);
         proxy.Server.Start();
         _proxies[index] = proxy;
     }
@@ -105,8 +118,11 @@ public sealed class TierCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>How a client (or a peer) connects to the proxies: over TLS when they serve it.</summary>
+    public FileClientOptions ClientOptions => _tls is { } tls ? new FileClientOptions { Tls = true, TlsTrust = tls.Trust } : new FileClientOptions();
+
     public Task<FileClient> ConnectAsync(int index, CancellationToken cancellationToken) =>
-        FileClient.ConnectAsync("127.0.0.1", Port(index), cancellationToken: cancellationToken);
+        FileClient.ConnectAsync("127.0.0.1", Port(index), ClientOptions, cancellationToken);
 
     /// <summary>Proxy <paramref name="index"/>'s STATS counters, asked over the wire.</summary>
     public async Task<IReadOnlyDictionary<string, long>> StatsAsync(int index, CancellationToken cancellationToken)

@@ -1,5 +1,7 @@
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using FileProxy.IntegrationTests.Infrastructure;
+using FileProxy.Protocol.Client;
 using Xunit.Abstractions;
 
 namespace FileProxy.IntegrationTests.Tier;
@@ -64,5 +66,33 @@ public sealed class TierClientTests(ITestOutputHelper output)
         text.Should().Contain("tier (this proxy's view):");
         text.Should().MatchRegex($@"127\.0\.0\.1:{tier.Port(asker)}\s+self");
         text.Should().MatchRegex($@"127\.0\.0\.1:{tier.Port(tier.OwnerOf("s.bin"))}\s+down\s+forwarded 0, tried again in");
+    }
+
+    [Fact]
+    public async Task A_proxy_program_serving_tls_asks_its_peer_over_tls()
+    {
+        // The program is none of the --peer addresses (it listens on a port of its choosing), so it asks the one
+        // listed peer, an in-process proxy that serves only TLS, for every name.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var tls = TestCertificates.SelfSigned("tier");
+        await using var tier = new TierCluster(output, 1, tls: tls);
+        using var work = new TempDirectory("fileproxy-tier-tls");
+        var content = Fetch.RandomBytes(300_000, seed: 81);
+        tier.Root.Write("p.bin", content);
+        tier.StartAll();
+        var certificate = work.Write("proxy.pem", Encoding.ASCII.GetBytes(tls.Certificate.ExportCertificatePem()));
+        var key = work.Write("proxy.key", Encoding.ASCII.GetBytes(tls.Certificate.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem()));
+        await using var proxy = ProxyProcess.Start(tier.OriginPort, work.Combine("cache"), output,
+            "--tls-cert", certificate, "--tls-key", key, "--peer", tier.Peers[0].Id, "--peer-tls-ca", certificate, "--no-fsync");
+        await proxy.WaitUntilListeningAsync(deadline.Token);
+
+        await using var client = await FileClient.ConnectAsync("127.0.0.1", proxy.Port, tier.ClientOptions, deadline.Token);
+        var got = await Fetch.GetAsync(client, "p.bin", deadline.Token);
+        var stats = (await client.StatsAsync(deadline.Token)).Counters.ToDictionary(pair => pair.Key, pair => pair.Value);
+
+        got.Body.Should().Equal(content);
+        stats["tier_forwarded"].Should().Be(1, "the program asked its peer");
+        stats["tier_peer_failures"].Should().Be(0, "over TLS, which is all the peer speaks");
+        (await tier.StatsAsync(0, deadline.Token))["tier_hop_marked_received"].Should().Be(1);
     }
 }

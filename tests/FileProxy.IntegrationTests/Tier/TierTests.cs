@@ -200,6 +200,29 @@ public sealed class TierTests(ITestOutputHelper output)
         owners["cache_hits"].Should().Be(1, "the owner's second answer came from the copy its multipath fill made");
     }
 
+    [Fact]
+    public async Task Peers_that_serve_tls_ask_each_other_over_tls()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await using var tier = new TierCluster(output, 2, tls: TestCertificates.SelfSigned("tier"));
+        var files = WriteFiles(tier, 12, "t");
+        tier.StartAll();
+
+        foreach (var name in files.Keys)
+        {
+            await AskAsync(tier, 1 - tier.OwnerOf(name), name, files[name], deadline.Token);
+        }
+
+        files.Keys.Should().OnlyContain(name => tier.Origin.Gets(name) == 1, "each name was fetched from the origin by its owner alone");
+        for (var proxy = 0; proxy < tier.Count; proxy++)
+        {
+            var stats = await tier.StatsAsync(proxy, deadline.Token);
+            var others = files.Keys.Count(name => tier.OwnerOf(name) != proxy);
+            stats["tier_forwarded"].Should().Be(others, "proxy {0} asked the owner, over TLS, for each name it does not own", proxy);
+            stats["tier_peer_failures"].Should().Be(0);
+        }
+    }
+
     private static Dictionary<string, byte[]> WriteFiles(TierCluster tier, int count, string prefix)
     {
         var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
