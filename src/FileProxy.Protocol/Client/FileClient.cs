@@ -67,11 +67,15 @@ public sealed class FileClient : IAsyncDisposable
             }
             return client;
         }
-        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (Exception e)
         {
             if (client is not null)
             {
                 await client.DisposeAsync();
+            }
+            if (e is OperationCanceledException && cancellationToken.IsCancellationRequested)
+            {
+                throw;
             }
             throw ConnectFailure(e, $"{host}:{port}", options);
         }

@@ -17,6 +17,7 @@ public sealed class Relay : IAsyncDisposable
     private readonly List<Socket> _sockets = [];
     private readonly Task _accepting;
     private long _cutAfter = -1;
+    private volatile bool _cutWithReset = true;
     private long _forwarded;
     private volatile bool _frozen;
 
@@ -35,8 +36,13 @@ public sealed class Relay : IAsyncDisposable
     /// <summary>Bytes relayed towards the client so far, over every connection.</summary>
     public long Forwarded => Interlocked.Read(ref _forwarded);
 
-    /// <summary>Connections are reset once <paramref name="bytes"/> in all went towards the client.</summary>
-    public void CutAfter(long bytes) => Interlocked.Exchange(ref _cutAfter, bytes);
+    /// <summary>Connections are reset (or, without <paramref name="reset"/>, closed in order: a FIN, as a middlebox
+    /// or a server dropping the connection would) once <paramref name="bytes"/> in all went towards the client.</summary>
+    public void CutAfter(long bytes, bool reset = true)
+    {
+        _cutWithReset = reset;
+        Interlocked.Exchange(ref _cutAfter, bytes);
+    }
 
     /// <summary>From now on nothing more is forwarded; connections stay open.</summary>
     public void Freeze() => _frozen = true;
@@ -114,7 +120,14 @@ public sealed class Relay : IAsyncDisposable
                     {
                         var allowed = (int)Math.Max(0, cutAfter - before);
                         await to.SendAsync(buffer.AsMemory(0, allowed), _stop.Token);
-                        to.LingerState = new LingerOption(true, 0); // reset, as a path that died
+                        if (_cutWithReset)
+                        {
+                            to.LingerState = new LingerOption(true, 0); // reset, as a path that died
+                        }
+                        else
+                        {
+                            to.Shutdown(SocketShutdown.Both);
+                        }
                         to.Dispose();
                         from.Dispose();
                         return;

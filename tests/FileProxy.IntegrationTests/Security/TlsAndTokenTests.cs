@@ -194,6 +194,46 @@ public sealed class TlsAndTokenTests(ITestOutputHelper output) : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_tls_path_closed_mid_transfer_gives_its_chunks_to_the_other(bool reset)
+    {
+        // Over TLS a close in the middle of a record is an IOException of the TLS stream, not an end of stream:
+        // it must still count as that path failing, not as the output file failing.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (certificate, trust) = SelfSigned("origin");
+        using var root = new TempDirectory("fileproxy-root");
+        var content = Fetch.RandomBytes(6_000_000, seed: 138);
+        root.Write("f.bin", content);
+        await using var origin = new ProtocolServer(new DirectorySource(root.Path),
+            new ProtocolServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), TlsCertificate = certificate }, TestLog.For(output, "origin"));
+        origin.Start();
+        await using var relay = new Relay(new IPEndPoint(IPAddress.Loopback, origin.LocalEndPoint.Port));
+        relay.CutAfter(700_001, reset);
+        var options = new MultipathOptions
+        {
+            Mode = MultipathMode.All,
+            MinChunkBytes = 256 * 1024,
+            MaxChunkBytes = 256 * 1024,
+            Connection = new FileClientOptions { Tls = true, TlsTrust = trust },
+        };
+        await using var fetcher = await MultipathFetcher.ConnectAsync(
+            [("127.0.0.1", origin.LocalEndPoint.Port), ("127.0.0.1", relay.EndPoint.Port)], options, TestLog.For(output, "client"), deadline.Token);
+        var head = await fetcher.HeadAsync("f.bin", deadline.Token);
+        var path = _work.Combine("f.bin");
+        MultipathResult result;
+        using (var file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite))
+        {
+            RandomAccess.SetLength(file, head.File!.Size);
+            result = await fetcher.FetchAsync("f.bin", head.File, file, null, deadline.Token);
+        }
+
+        File.ReadAllBytes(path).Should().Equal(content);
+        result.Subflows[1].Failure.Should().Contain("127.0.0.1", "the relayed path failed, and the transfer went on without it");
+        result.Subflows[0].Failure.Should().BeNull();
+    }
+
     [Fact]
     public async Task The_client_program_given_two_proxies_and_a_ca_never_takes_bytes_from_a_plaintext_server()
     {

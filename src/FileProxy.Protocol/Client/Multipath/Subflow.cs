@@ -90,11 +90,15 @@ internal sealed class Subflow : IAsyncDisposable
             }
             return subflow;
         }
-        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (Exception e)
         {
             if (subflow is not null)
             {
                 await subflow.DisposeAsync();
+            }
+            if (e is OperationCanceledException && cancellationToken.IsCancellationRequested)
+            {
+                throw;
             }
             throw FileClient.ConnectFailure(e, address, options.Connection);
         }
@@ -199,7 +203,16 @@ internal sealed class Subflow : IAsyncDisposable
                     Interlocked.Decrement(ref _outstanding);
                     if (scheduler.TryClaim(Index, chunk))
                     {
-                        RandomAccess.Write(transfer.Output, buffer.AsSpan(0, chunk.Length), chunk.Offset);
+                        try
+                        {
+                            RandomAccess.Write(transfer.Output, buffer.AsSpan(0, chunk.Length), chunk.Offset);
+                        }
+                        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                        {
+                            // The output failing (full disk, ...), not this path: the transfer cannot be completed.
+                            scheduler.Fail(e);
+                            return null;
+                        }
                         Interlocked.Add(ref _delivered, chunk.Length);
                         scheduler.Written(chunk);
                     }
@@ -220,9 +233,9 @@ internal sealed class Subflow : IAsyncDisposable
             scheduler.Fail(new MultipathException($"{Address} broke the protocol: {e.Message}", e));
             return null;
         }
-        catch (Exception e) when (e is MultipathException or IOException or UnauthorizedAccessException)
+        catch (MultipathException e)
         {
-            // A wrong answer from the peer (or the output file failing): the transfer cannot be completed.
+            // A wrong answer from the peer: the transfer cannot be completed.
             scheduler.Fail(e);
             return null;
         }
@@ -363,7 +376,9 @@ internal sealed class Subflow : IAsyncDisposable
             $"{Address} sent nothing for {_options.StallTimeout.TotalSeconds} s",
         EndOfStreamException => e.Message.StartsWith(Address, StringComparison.Ordinal) ? e.Message : $"{Address} closed the connection mid-frame",
         SocketException or ObjectDisposedException => $"connection to {Address} failed: {e.Message}",
-        IOException when e.InnerException is SocketException => $"connection to {Address} failed: {e.Message}",
+        // Every IOException here is the connection's (the output's are caught where it is written): a reset, or,
+        // over TLS, a close mid-record or a record that does not decrypt.
+        IOException => $"connection to {Address} failed: {e.Message}",
         _ => null,
     };
 
