@@ -232,9 +232,9 @@ public sealed partial class CacheSource
             Interlocked.Increment(ref _counters.UpstreamFetches);
             FileMetadata metadata;
             ContentDigest digest;
-            // Over the origin's addresses when the fill is for the origin; a name another peer of the tier owns
-            // comes from that peer, over one connection.
-            if (_options.Multipath is { } multipath && !fill.MayForward)
+            // Over the origin's addresses when the fill is for the origin: a name another peer of the tier owns
+            // comes from that peer, over one connection, unless the peer is down by now.
+            if (_options.Multipath is { } multipath && !(fill.MayForward && MayForward(fill.Name, forwarded: false)))
             {
                 if (await FetchOverPathsAsync(fill, multipath, token) is not { } fetched)
                 {

@@ -29,6 +29,28 @@ public sealed class StartUpTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task The_proxy_starts_with_a_tier_the_origin_s_addresses_and_tls_with_a_token_together()
+    {
+        // Each of these pairs was once refused at start-up (subflows spoke plain TCP; a tier's fills took one path).
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using var origin = new OwnedPort();
+        using var peer = new OwnedPort();
+        using var work = new TempDirectory("fileproxy-startup");
+        var (certificate, _) = TestCertificates.SelfSigned("origin");
+        var ca = work.Write("origin.pem", System.Text.Encoding.ASCII.GetBytes(certificate.ExportCertificatePem()));
+        var token = work.Write("token", "s3cret\n"u8.ToArray());
+        var address = $"127.0.0.1:{origin.Port.ToString(CultureInfo.InvariantCulture)}";
+
+        await using var proxy = ProxyProcess.Start(origin.Port, work.Combine("cache"), output,
+            "--upstream-address", address, "--upstream-tls-ca", ca, "--upstream-token-file", token,
+            "--peer", $"127.0.0.1:{peer.Port.ToString(CultureInfo.InvariantCulture)}");
+        await proxy.WaitUntilListeningAsync(deadline.Token);
+
+        proxy.HasExited.Should().BeFalse();
+        (proxy.Program.Stdout + proxy.Program.Stderr).Should().Contain("Misses are fetched over 2 addresses of the origin");
+    }
+
+    [Fact]
     public async Task The_cache_directory_is_free_again_once_its_proxy_stopped()
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));

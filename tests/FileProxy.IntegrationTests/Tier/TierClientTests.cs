@@ -82,17 +82,29 @@ public sealed class TierClientTests(ITestOutputHelper output)
         tier.StartAll();
         var certificate = work.Write("proxy.pem", Encoding.ASCII.GetBytes(tls.Certificate.ExportCertificatePem()));
         var key = work.Write("proxy.key", Encoding.ASCII.GetBytes(tls.Certificate.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem()));
-        await using var proxy = ProxyProcess.Start(tier.OriginPort, work.Combine("cache"), output,
-            "--tls-cert", certificate, "--tls-key", key, "--peer", tier.Peers[0].Id, "--peer-tls-ca", certificate, "--no-fsync");
-        await proxy.WaitUntilListeningAsync(deadline.Token);
+        string[] serving = ["--tls-cert", certificate, "--tls-key", key, "--peer", tier.Peers[0].Id, "--no-fsync"];
 
-        await using var client = await FileClient.ConnectAsync("127.0.0.1", proxy.Port, tier.ClientOptions, deadline.Token);
-        var got = await Fetch.GetAsync(client, "p.bin", deadline.Token);
-        var stats = (await client.StatsAsync(deadline.Token)).Counters.ToDictionary(pair => pair.Key, pair => pair.Value);
+        // --tls-cert alone: TLS to the peer, whose self-signed certificate the system store does not trust, so the
+        // peer is marked down and the name comes from the origin.
+        var (untrusted, untrustedLog) = await AskThroughProgramAsync(work.Combine("cache1"), serving);
+        var (trusted, _) = await AskThroughProgramAsync(work.Combine("cache2"), [.. serving, "--peer-tls-ca", certificate]);
 
-        got.Body.Should().Equal(content);
-        stats["tier_forwarded"].Should().Be(1, "the program asked its peer");
-        stats["tier_peer_failures"].Should().Be(0, "over TLS, which is all the peer speaks");
+        untrusted["tier_forwarded"].Should().Be(0);
+        untrusted["tier_peer_failures"].Should().Be(1);
+        untrustedLog.Should().Contain("TLS with 127.0.0.1", "the program spoke TLS to its peer and did not trust it");
+        trusted["tier_forwarded"].Should().Be(1, "the program asked its peer");
+        trusted["tier_peer_failures"].Should().Be(0, "over TLS, which is all the peer speaks");
         (await tier.StatsAsync(0, deadline.Token))["tier_hop_marked_received"].Should().Be(1);
+
+        async Task<(Dictionary<string, long> Stats, string Log)> AskThroughProgramAsync(string cache, string[] arguments)
+        {
+            await using var proxy = ProxyProcess.Start(tier.OriginPort, cache, output, arguments);
+            await proxy.WaitUntilListeningAsync(deadline.Token);
+            await using var client = await FileClient.ConnectAsync("127.0.0.1", proxy.Port, tier.ClientOptions, deadline.Token);
+            var got = await Fetch.GetAsync(client, "p.bin", deadline.Token);
+            got.Body.Should().Equal(content);
+            var stats = (await client.StatsAsync(deadline.Token)).Counters.ToDictionary(pair => pair.Key, pair => pair.Value);
+            return (stats, proxy.Program.Stdout + proxy.Program.Stderr);
+        }
     }
 }
