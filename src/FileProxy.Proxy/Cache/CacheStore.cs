@@ -82,10 +82,40 @@ internal sealed partial class CacheStore : IDisposable
         }
     }
 
-    /// <summary>Takes the directory's lock for this process's life, or says which process holds it.</summary>
+    /// <summary>
+    /// Takes the directory's lock for this process's life, or says which process holds it. A lock this very process
+    /// holds is waited for, briefly: a store of this process that closed a moment ago may still have its lock held by
+    /// a child process between fork(2) and exec(2), whose copy of the descriptor (close-on-exec) keeps the flock until
+    /// the exec (seen in the tests, which restart a proxy in process while others start programs).
+    /// </summary>
     private SafeFileHandle Lock()
     {
         var path = Path.Join(Root, LockFileName);
+        var ownId = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
+        var deadline = Environment.TickCount64 + OwnLockWaitMs;
+        while (true)
+        {
+            if (TryLock(path, out var holder) is { } handle)
+            {
+                // Fixed width, so a shorter id never leaves digits of a longer one behind.
+                RandomAccess.Write(handle, Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{ownId,-20}\n")), 0);
+                return handle;
+            }
+            if (holder != ownId || Environment.TickCount64 >= deadline)
+            {
+                throw new StartException(
+                    $"cache directory '{Root}' is in use by another proxy (process {(holder.Length > 0 ? holder : "unknown")}); "
+                    + "one proxy per cache directory", InUseExitCode);
+            }
+            Thread.Sleep(10);
+        }
+    }
+
+    private const int OwnLockWaitMs = 2000;
+
+    /// <summary>The locked lock file, or null with the process id the holder wrote into it.</summary>
+    private static SafeFileHandle? TryLock(string path, out string holder)
+    {
         var error = Posix.TryOpenUnlocked(path, out var handle);
         if (error != 0)
         {
@@ -101,14 +131,11 @@ internal sealed partial class CacheStore : IDisposable
         if (error != 0)
         {
             var buffer = new byte[64];
-            var holder = Encoding.ASCII.GetString(buffer, 0, RandomAccess.Read(handle, buffer, 0)).Trim();
+            holder = Encoding.ASCII.GetString(buffer, 0, RandomAccess.Read(handle, buffer, 0)).Trim();
             handle.Dispose();
-            throw new StartException(
-                $"cache directory '{Root}' is in use by another proxy (process {(holder.Length > 0 ? holder : "unknown")}); "
-                + "one proxy per cache directory", InUseExitCode);
+            return null;
         }
-        // Fixed width, so a shorter id never leaves digits of a longer one behind.
-        RandomAccess.Write(handle, Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{Environment.ProcessId,-20}\n")), 0);
+        holder = "";
         return handle;
     }
 
