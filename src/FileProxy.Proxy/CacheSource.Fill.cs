@@ -140,9 +140,10 @@ public sealed partial class CacheSource
                     response = await client.GetAsync(request with { Name = name.Value, Forwarded = false }, cancellationToken);
                     break;
                 }
-                catch (UpstreamException) when (attempt == 0)
+                catch (UpstreamException e) when (TryAgain(client, e, attempt))
                 {
-                    // A pooled connection to a peer (or the origin) that went away: once more, on a fresh one.
+                    // A pooled connection that went away, or a peer now marked down: once more, on a fresh connection
+                    // or from the next peer (or the origin).
                     await ConnectionFailedAsync(client);
                     await client.DisposeAsync();
                     client = null;
@@ -395,7 +396,8 @@ public sealed partial class CacheSource
         return fill;
     }
 
-    /// <summary>Sends a whole-file GET, retrying once when a pooled connection turns out to be stale.</summary>
+    /// <summary>Sends a whole-file GET, tried again as <see cref="TryAgain"/> says (a stale pooled
+    /// connection, a peer marked down).</summary>
     private async Task<(FileClient, GetResponse)> RequestWholeFileAsync(SafeName name, bool mayForward, CancellationToken cancellationToken)
     {
         for (var attempt = 0; ; attempt++)
@@ -405,7 +407,7 @@ public sealed partial class CacheSource
             {
                 return (client, await client.GetAsync(new GetRequest(name.Value), cancellationToken));
             }
-            catch (UpstreamException) when (attempt == 0)
+            catch (UpstreamException e) when (TryAgain(client, e, attempt))
             {
                 await ConnectionFailedAsync(client);
                 await client.DisposeAsync();

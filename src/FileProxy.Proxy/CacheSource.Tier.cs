@@ -44,7 +44,7 @@ public sealed partial class CacheSource
     }
 
     /// <summary>One request on an upstream connection for <paramref name="name"/> (see
-    /// <see cref="RentUpstreamAsync"/>), retried once on a fresh connection when a pooled one was dead.</summary>
+    /// <see cref="RentUpstreamAsync"/>), tried again as <see cref="TryAgain"/> says.</summary>
     private async Task<T> RunUpstreamAsync<T>(SafeName name, bool mayForward, Func<FileClient, Task<T>> request,
         CancellationToken cancellationToken)
     {
@@ -55,8 +55,9 @@ public sealed partial class CacheSource
             {
                 return await request(client);
             }
-            catch (UpstreamException) when (attempt == 0 && !client.IsReusable)
+            catch (UpstreamException e) when (!client.IsReusable && TryAgain(client, e, attempt))
             {
+                // Once more: on a fresh connection, or from the next peer (or the origin).
                 await ConnectionFailedAsync(client);
             }
             finally
@@ -66,7 +67,22 @@ public sealed partial class CacheSource
         }
     }
 
-    /// <summary>A pooled connection failed mid-request: its siblings to the same peer are likely dead too (the peer
+    /// <summary>
+    /// A request on an upstream connection failed: whether to try again. The first failure is tried again (a pooled
+    /// connection the peer or origin closed while idle; <see cref="ConnectionFailedAsync"/> then closes its idle
+    /// siblings, so the retry connects afresh). A peer of the tier that did not answer in time, broke the protocol,
+    /// or failed again on a fresh connection is marked down, and the request is tried on the next peer or the
+    /// origin: a peer that accepts connections but never answers (a hung process, whose kernel still completes the
+    /// handshakes) would otherwise fail every request for its names.
+    /// </summary>
+    private bool TryAgain(FileClient client, UpstreamException failure, int attempt)
+    {
+        var peerIsDown = _tier is not null && (attempt > 0 || failure.Permanent || failure.InnerException is OperationCanceledException)
+            && _tier.PeerFailed(client.Pool, failure.Message);
+        return attempt == 0 || (peerIsDown && attempt <= _tier!.Options.Peers.Count);
+    }
+
+    /// <summary>A connection failed mid-request: its idle siblings to the same peer are likely dead too (the peer
     /// went away), so the retry connects afresh, and a peer that is gone is then marked down at once.</summary>
     private static async ValueTask ConnectionFailedAsync(FileClient client)
     {

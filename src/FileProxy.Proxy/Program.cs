@@ -34,7 +34,7 @@ var noFsync = new Option<bool>("--no-fsync") { Description = "Skip fsync before 
 var upstreamDefaults = new FileClientOptions();
 var upstreamConnectTimeout = CommandLine.DurationOption("--upstream-connect-timeout", "Give up connecting to the origin after this long", upstreamDefaults.ConnectTimeout);
 var upstreamResponseTimeout = CommandLine.DurationOption("--upstream-response-timeout",
-    "Give up when the origin's answer does not start this long after asking", upstreamDefaults.ResponseTimeout);
+    "Give up when the origin's (or a tier peer's) answer does not start this long after asking", upstreamDefaults.ResponseTimeout);
 var upstreamIdleTimeout = CommandLine.DurationOption("--upstream-idle-timeout", "Give up when a fetch from the origin receives no byte for this long",
     upstreamDefaults.IdleTimeout);
 var listening = new ListeningOptions();

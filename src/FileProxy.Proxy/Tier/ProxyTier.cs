@@ -67,6 +67,19 @@ public sealed class ProxyTier : IAsyncDisposable
         return null;
     }
 
+    /// <summary>A request to the peer whose pool is <paramref name="pool"/> failed in a way another try would meet
+    /// again (no answer in time, a broken protocol, or a failure on a fresh connection): the peer is marked down, so
+    /// its names go to the next peer. False when <paramref name="pool"/> is not a peer's (the origin's).</summary>
+    public bool PeerFailed(FileClientPool? pool, string reason)
+    {
+        if (pool is null || Array.Find(_peers, peer => ReferenceEquals(peer.Pool, pool)) is not { } peer)
+        {
+            return false;
+        }
+        MarkDown(peer, reason);
+        return true;
+    }
+
     /// <summary>A GET or STAT arrived with the hop mark.</summary>
     public void CountHopMarked() => Interlocked.Increment(ref _hopMarkedReceived);
 

@@ -1,7 +1,9 @@
 using System.Globalization;
 using System.Net;
 using FileProxy.IntegrationTests.Infrastructure;
+using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
+using FileProxy.Protocol.Tier;
 using FileProxy.Proxy.Cache;
 using FileProxy.Proxy.Tier;
 using Xunit.Abstractions;
@@ -221,6 +223,37 @@ public sealed class TierTests(ITestOutputHelper output)
             stats["tier_forwarded"].Should().Be(others, "proxy {0} asked the owner, over TLS, for each name it does not own", proxy);
             stats["tier_peer_failures"].Should().Be(0);
         }
+    }
+
+    [Fact]
+    public async Task A_peer_that_accepts_connections_but_never_answers_is_marked_down_and_its_names_come_from_the_origin()
+    {
+        // A hung peer: its port listens (the kernel completes every handshake) and nothing ever answers.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var hungPort = new OwnedPort();
+        using var hung = hungPort.Listen();
+        var hungPeer = new TierPeer("127.0.0.1", hungPort.Port);
+        await using var tier = new TierCluster(output, 1, (cluster, _) => new TierOptions
+        {
+            Peers = [cluster.Peers[0], hungPeer],
+            Self = cluster.Peers[0],
+            DownFor = TimeSpan.FromMinutes(1),
+            Connection = new FileClientOptions { ConnectTimeout = TimeSpan.FromSeconds(2), ResponseTimeout = TimeSpan.FromSeconds(1) },
+        });
+        var files = WriteFiles(tier, 40, "h");
+        var ranking = new Rendezvous([tier.Peers[0], hungPeer]);
+        var hungs = files.Keys.Where(name => ranking.Peers[ranking.Owner(name)] == hungPeer).Take(3).ToArray();
+        tier.StartAll();
+
+        foreach (var name in hungs)
+        {
+            await AskAsync(tier, 0, name, files[name], deadline.Token);
+        }
+
+        var stats = await tier.StatsAsync(0, deadline.Token);
+        stats["tier_peer_failures"].Should().Be(1, "the first request found the peer silent and marked it down; the others went to the origin");
+        stats["tier_peers_down"].Should().Be(1);
+        hungs.Should().HaveCount(3).And.OnlyContain(name => tier.Origin.Gets(name) == 1);
     }
 
     private static Dictionary<string, byte[]> WriteFiles(TierCluster tier, int count, string prefix)
