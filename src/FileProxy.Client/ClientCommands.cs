@@ -294,7 +294,8 @@ internal static partial class ClientCommands
             try
             {
                 var options = new MultipathOptions { Mode = multipath, Connection = connection };
-                var (result, transfer) = await MultipathDownload.ToFileAsync(peers, options, safeName, target!, progress, limited);
+                var (result, transfer) = await MultipathDownload.ToFileAsync(peers, options, safeName, target!, progress,
+                    DownloadOptionsOf(parse, report, progress), limited);
                 report.Finished(rawName, target, toStdout, result, progress, null, transfer);
                 return result.ExitCode;
             }
@@ -394,7 +395,8 @@ internal static partial class ClientCommands
                 await using var onePath = new FileClientPool(peers[0].Host, peers[0].Port, options, maxIdle: workers);
                 return await Batch.RunAsync(items, workers, async (item, progress, token) =>
                     MultipathDownload.CanWrite(item.Target!)
-                        ? (await MultipathDownload.ToFileAsync(peers, pathOptions, item.Name!, item.Target!, progress, token)).Result
+                        ? (await MultipathDownload.ToFileAsync(peers, pathOptions, item.Name!, item.Target!, progress,
+                            DownloadOptionsOf(parse, report, progress), token)).Result
                         : await Download.ToPathAsync(onePath, item.Name!, item.Target!, DownloadOptionsOf(parse, report, progress), token),
                     report, limited);
             }

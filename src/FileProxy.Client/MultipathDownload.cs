@@ -1,3 +1,4 @@
+using System.Globalization;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
@@ -37,13 +38,50 @@ internal static class MultipathDownload
         return false;
     }
 
+    /// <summary>
+    /// The download, tried again after a passing failure as a one-path download is (<paramref name="tries"/>: its
+    /// retries, backoff and notices): no path could be connected, the server answered Busy or UpstreamUnavailable, or
+    /// every path failed mid-transfer. Each try starts from a fresh head and writes a new temporary file.
+    /// </summary>
     public static async Task<(DownloadResult Result, MultipathResult? Transfer)> ToFileAsync(IReadOnlyList<PeerAddress> peers,
+        MultipathOptions options, SafeName name, string outputPath, IDownloadProgress? progress, DownloadOptions tries,
+        CancellationToken cancellationToken)
+    {
+        for (var retry = 0; ; retry++)
+        {
+            var (result, transfer, transient) = await TryAsync(peers, options, name, outputPath, progress, cancellationToken);
+            if (!transient || retry >= tries.Retry.Retries)
+            {
+                return (retry == 0 ? result : result with
+                {
+                    Message = transient ? $"{result.Message} (gave up after {retry + 1} attempts)" : result.Message,
+                    Attempts = retry + 1,
+                }, transfer);
+            }
+            var delay = tries.Retry.DelayBefore(retry + 1, tries.Random);
+            tries.Notice(string.Create(CultureInfo.InvariantCulture,
+                $"{name}: {result.Message}; retry {retry + 1} of {tries.Retry.Retries} in {Units.FormatDuration(delay)}"));
+            await Task.Delay(delay, cancellationToken);
+        }
+    }
+
+    /// <summary>One try; Transient says whether another may go differently.</summary>
+    private static async Task<(DownloadResult Result, MultipathResult? Transfer, bool Transient)> TryAsync(IReadOnlyList<PeerAddress> peers,
         MultipathOptions options, SafeName name, string outputPath, IDownloadProgress? progress, CancellationToken cancellationToken)
     {
         var addresses = peers.Select(p => (p.Host, p.Port)).ToArray();
         for (var attempt = 0; ; attempt++)
         {
-            await using var fetcher = await MultipathFetcher.ConnectAsync(addresses, options, Log.Logger, cancellationToken);
+            MultipathFetcher connected;
+            try
+            {
+                connected = await MultipathFetcher.ConnectAsync(addresses, options, Log.Logger, cancellationToken);
+            }
+            catch (UpstreamException e)
+            {
+                return (Failed(e), null, RetryPolicy.IsTransient(e));
+            }
+            await using var fetcher = connected;
             ResponseHead head;
             try
             {
@@ -51,11 +89,16 @@ internal static class MultipathDownload
             }
             catch (MultipathException e)
             {
-                return (new DownloadResult(ExitCodes.Refused, e.Message), null);
+                return (new DownloadResult(ExitCodes.Refused, e.Message), null, false);
+            }
+            catch (UpstreamException e)
+            {
+                return (Failed(e), null, RetryPolicy.IsTransient(e));
             }
             if (!head.IsOk)
             {
-                return (new DownloadResult(ExitCodes.For(head.Status), $"{head.Status}: {head.Message}") { Head = head }, null);
+                return (new DownloadResult(ExitCodes.For(head.Status), $"{head.Status}: {head.Message}") { Head = head }, null,
+                    RetryPolicy.IsTransient(head.Status));
             }
             var file = head.File!;
             progress?.Started(head);
@@ -67,19 +110,19 @@ internal static class MultipathDownload
                 var directory = Path.GetDirectoryName(destination)!;
                 if (!Directory.Exists(directory))
                 {
-                    return (new DownloadResult(ExitCodes.LocalIoError, $"cannot write {outputPath}: no such directory") { Head = head }, null);
+                    return (new DownloadResult(ExitCodes.LocalIoError, $"cannot write {outputPath}: no such directory") { Head = head }, null, false);
                 }
                 var free = new DriveInfo(directory).AvailableFreeSpace;
                 if (free < file.Size)
                 {
                     return (new DownloadResult(ExitCodes.LocalIoError,
-                        $"not enough disk space for {outputPath}: {file.Size} bytes needed, {free} free") { Head = head }, null);
+                        $"not enough disk space for {outputPath}: {file.Size} bytes needed, {free} free") { Head = head }, null, false);
                 }
                 temporary = Path.Join(directory, $".{Path.GetFileName(destination)}.{Guid.NewGuid():N}.part");
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                return (new DownloadResult(ExitCodes.LocalIoError, $"cannot write {outputPath}: {e.Message}") { Head = head }, null);
+                return (new DownloadResult(ExitCodes.LocalIoError, $"cannot write {outputPath}: {e.Message}") { Head = head }, null, false);
             }
             try
             {
@@ -93,7 +136,7 @@ internal static class MultipathDownload
                 if (transfer.Digest != file.Digest)
                 {
                     return (new DownloadResult(ExitCodes.IntegrityError,
-                        $"integrity check failed: received bytes hash to {transfer.Digest}, the server announced {file.Digest}") { Head = head }, transfer);
+                        $"integrity check failed: received bytes hash to {transfer.Digest}, the server announced {file.Digest}") { Head = head }, transfer, false);
                 }
                 File.Move(temporary, destination, overwrite: true);
                 return (new DownloadResult(ExitCodes.Success, "ok")
@@ -102,7 +145,7 @@ internal static class MultipathDownload
                     Bytes = transfer.Bytes,
                     Elapsed = transfer.Elapsed,
                     DigestChecked = true,
-                }, transfer);
+                }, transfer, false);
             }
             catch (FileChangedException e) when (attempt == 0)
             {
@@ -110,19 +153,19 @@ internal static class MultipathDownload
             }
             catch (FileChangedException e)
             {
-                return (new DownloadResult(ExitCodes.NetworkError, $"{e.Message} (and it changed again after starting over)") { Head = head }, null);
+                return (new DownloadResult(ExitCodes.NetworkError, $"{e.Message} (and it changed again after starting over)") { Head = head }, null, false);
             }
             catch (MultipathException e)
             {
-                return (new DownloadResult(ExitCodes.NetworkError, e.Message) { Head = head }, null);
+                return (new DownloadResult(ExitCodes.NetworkError, e.Message) { Head = head }, null, false);
             }
             catch (UpstreamException e)
             {
-                return (new DownloadResult(ExitCodes.NetworkError, e.Message) { Head = head }, null);
+                return (Failed(e) with { Head = head }, null, RetryPolicy.IsTransient(e)); // every path failed, say
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                return (new DownloadResult(ExitCodes.LocalIoError, $"cannot write {outputPath}: {e.Message}") { Head = head }, null);
+                return (new DownloadResult(ExitCodes.LocalIoError, $"cannot write {outputPath}: {e.Message}") { Head = head }, null, false);
             }
             finally
             {
@@ -130,4 +173,7 @@ internal static class MultipathDownload
             }
         }
     }
+
+    private static DownloadResult Failed(UpstreamException e) =>
+        new(e.Status is { } status ? ExitCodes.For(status) : ExitCodes.NetworkError, e.Message);
 }

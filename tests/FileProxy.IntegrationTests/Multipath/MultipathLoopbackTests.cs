@@ -2,6 +2,7 @@ using System.Net;
 using FileProxy.Client;
 using FileProxy.IntegrationTests.Infrastructure;
 using FileProxy.Protocol;
+using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
 using FileProxy.Protocol.Server;
 using FileProxy.Server;
@@ -134,7 +135,7 @@ public sealed class MultipathLoopbackTests(ITestOutputHelper output)
         using var downloads = new TempDirectory("fileproxy-out");
 
         var (result, transfer) = await MultipathDownload.ToFileAsync(Peers(liar.LocalEndPoint, otherLiar.LocalEndPoint), AllPaths,
-            SafeName.Create("lied.bin"), downloads.Combine("lied.bin"), null, deadline.Token);
+            SafeName.Create("lied.bin"), downloads.Combine("lied.bin"), null, DownloadOptions.Once, deadline.Token);
 
         result.ExitCode.Should().Be(ExitCodes.NetworkError);
         result.Message.Should().Contain("answered a request for bytes");
@@ -155,7 +156,7 @@ public sealed class MultipathLoopbackTests(ITestOutputHelper output)
         using var downloads = new TempDirectory("fileproxy-out");
 
         var (result, _) = await MultipathDownload.ToFileAsync(Peers(liar.LocalEndPoint, otherLiar.LocalEndPoint), AllPaths,
-            SafeName.Create("changes.bin"), downloads.Combine("changes.bin"), null, deadline.Token);
+            SafeName.Create("changes.bin"), downloads.Combine("changes.bin"), null, DownloadOptions.Once, deadline.Token);
 
         result.ExitCode.Should().Be(ExitCodes.NetworkError);
         result.Message.Should().Contain("file changed").And.Contain("changed again after starting over");
@@ -173,13 +174,49 @@ public sealed class MultipathLoopbackTests(ITestOutputHelper output)
         using var downloads = new TempDirectory("fileproxy-out");
 
         var (result, transfer) = await MultipathDownload.ToFileAsync(Peers(OriginEndPoint(cluster), relay.EndPoint),
-            AllPaths with { Mode = MultipathMode.Adaptive }, SafeName.Create("whole.bin"), downloads.Combine("whole.bin"), null, deadline.Token);
+            AllPaths with { Mode = MultipathMode.Adaptive }, SafeName.Create("whole.bin"), downloads.Combine("whole.bin"), null, DownloadOptions.Once, deadline.Token);
 
         result.ExitCode.Should().Be(ExitCodes.Success, result.Message);
         result.DigestChecked.Should().BeTrue();
         transfer!.Subflows.Should().HaveCount(2);
         File.ReadAllBytes(downloads.Combine("whole.bin")).Should().Equal(content);
         downloads.Files().Should().BeEquivalentTo("whole.bin");
+    }
+
+    [Fact]
+    public async Task The_client_tries_a_multipath_download_again_after_a_passing_failure()
+    {
+        // Through a proxy whose origin is down: UpstreamUnavailable, a passing failure. The origin comes back when
+        // the client says it will retry, and the retry gets the file.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await using var cluster = await Cluster.StartAsync(output);
+        var content = Fetch.RandomBytes(Size, seed: 89);
+        cluster.Root.Write("later.bin", content);
+        await cluster.StopOriginAsync();
+        using var downloads = new TempDirectory("fileproxy-out");
+        var notices = new List<string>();
+        var tries = new DownloadOptions
+        {
+            Retry = new RetryPolicy { Retries = 2, BaseDelay = TimeSpan.FromMilliseconds(10) },
+            Notice = line =>
+            {
+                notices.Add(line);
+                if (notices.Count == 1)
+                {
+                    cluster.StartOrigin();
+                }
+            },
+        };
+        var proxy = new IPEndPoint(IPAddress.Loopback, cluster.ProxyPort);
+
+        var (result, transfer) = await MultipathDownload.ToFileAsync(Peers(proxy, proxy), AllPaths,
+            SafeName.Create("later.bin"), downloads.Combine("later.bin"), null, tries, deadline.Token);
+
+        result.ExitCode.Should().Be(ExitCodes.Success, result.Message);
+        result.Attempts.Should().Be(2);
+        notices.Should().ContainSingle().Which.Should().Contain("UpstreamUnavailable").And.Contain("retry 1 of 2");
+        transfer!.Subflows.Should().HaveCount(2);
+        File.ReadAllBytes(downloads.Combine("later.bin")).Should().Equal(content);
     }
 
     private static IPEndPoint OriginEndPoint(Cluster cluster) => new(IPAddress.Loopback, cluster.OriginPort);
