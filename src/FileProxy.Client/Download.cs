@@ -52,6 +52,19 @@ internal sealed record DownloadOptions
 
     /// <summary>Told when the answer is known and as bytes are written (the progress bar), or null.</summary>
     public IDownloadProgress? Progress { get; init; }
+
+    /// <summary>Before retry number <paramref name="retry"/> (1 for the first): says so in a notice and returns the
+    /// backoff to wait. One wording for every kind of download.</summary>
+    public TimeSpan AnnounceRetry(SafeName name, string reason, int retry, long kept = 0)
+    {
+        var delay = Retry.DelayBefore(retry, Random);
+        Notice(string.Create(CultureInfo.InvariantCulture,
+            $"{name}: {reason}; retry {retry} of {Retry.Retries} in {Units.FormatDuration(delay)}{(kept > 0 ? $" ({kept} bytes kept)" : "")}"));
+        return delay;
+    }
+
+    /// <summary>The failure of the last of <paramref name="attempts"/> tries, as the download reports it.</summary>
+    public static string GaveUp(string reason, int attempts) => attempts == 1 ? reason : $"{reason} (gave up after {attempts} attempts)";
 }
 
 /// <summary>
@@ -382,15 +395,13 @@ internal static class Download
                 return false;
             }
             _retries++;
-            var delay = options.Retry.DelayBefore(_retries, options.Random);
-            Notice(string.Create(CultureInfo.InvariantCulture,
-                $"{name}: {reason}; retry {_retries} of {options.Retry.Retries} in {Units.FormatDuration(delay)}{(kept > 0 ? $" ({kept} bytes kept)" : "")}"));
+            var delay = options.AnnounceRetry(name, reason, _retries, kept);
             await DropAsync();
             await Task.Delay(delay, cancellationToken);
             return true;
         }
 
-        public string GaveUp(string reason) => _retries == 0 ? reason : $"{reason} (gave up after {Attempts} attempts)";
+        public string GaveUp(string reason) => DownloadOptions.GaveUp(reason, Attempts);
 
         /// <summary>Drops a connection an abandoned body made unusable, so the next try connects again.</summary>
         public ValueTask DropIfUnusableAsync() => _client is { IsReusable: false } ? DropAsync() : ValueTask.CompletedTask;

@@ -1,4 +1,3 @@
-using System.Globalization;
 using FileProxy.Protocol;
 using FileProxy.Protocol.Client;
 using FileProxy.Protocol.Client.Multipath;
@@ -54,14 +53,11 @@ internal static class MultipathDownload
             {
                 return (retry == 0 ? result : result with
                 {
-                    Message = transient ? $"{result.Message} (gave up after {retry + 1} attempts)" : result.Message,
+                    Message = transient ? DownloadOptions.GaveUp(result.Message, retry + 1) : result.Message,
                     Attempts = retry + 1,
                 }, transfer);
             }
-            var delay = tries.Retry.DelayBefore(retry + 1, tries.Random);
-            tries.Notice(string.Create(CultureInfo.InvariantCulture,
-                $"{name}: {result.Message}; retry {retry + 1} of {tries.Retry.Retries} in {Units.FormatDuration(delay)}"));
-            await Task.Delay(delay, cancellationToken);
+            await Task.Delay(tries.AnnounceRetry(name, result.Message, retry + 1), cancellationToken);
         }
     }
 
