@@ -39,7 +39,7 @@ public static partial class Posix
 
     /// <summary>Whether the descriptor was opened for reading and writing (O_RDWR): a write-only one cannot be mapped
     /// to read back what was spliced into it.</summary>
-    public static bool IsReadWrite(int fd) => fcntl(fd, GetStatusFlags, 0) is var flags && flags >= 0 && (flags & AccessModeMask) == OpenReadWrite;
+    public static bool IsReadWrite(int fd) => fcntl(fd, GetStatusFlags, 0) is var flags && flags >= 0 && (flags & AccessModeMask) == ORdWr;
 
     /// <summary>splice(2) from <paramref name="fromFd"/> at its own position to <paramref name="toFd"/> at
     /// <paramref name="toOffset"/> (advanced by what moved), or at its own position when that is null. Returns the

@@ -204,10 +204,9 @@ public static partial class Posix
     private const int ONonBlock = 0x800;
     private const int OCloExec = 0x80000;
     private const int ODirectory = 0x10000;
+    private const int ORdWr = 2;
+    private const int OCreat = 0x40;
 
-    private const int OpenReadWrite = 2;
-    private const int OpenCreate = 0x40;
-    private const int OpenCloseOnExec = 0x80000;
     private const int LockExclusive = 2;
     private const int LockNonBlocking = 4;
 
@@ -218,7 +217,7 @@ public static partial class Posix
     /// </summary>
     public static int TryOpenUnlocked(string path, out SafeFileHandle handle)
     {
-        var fd = open(path, OpenReadWrite | OpenCreate | OpenCloseOnExec, Convert.ToInt32("644", 8));
+        var fd = open(path, ORdWr | OCreat | OCloExec, Convert.ToInt32("644", 8));
         handle = new SafeFileHandle(fd, ownsHandle: fd >= 0);
         return fd >= 0 ? 0 : Marshal.GetLastPInvokeError();
     }
