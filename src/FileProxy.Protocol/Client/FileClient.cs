@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using FileProxy.Protocol.Server;
@@ -136,13 +137,13 @@ public sealed class FileClient : IAsyncDisposable
     }
 
     public Task<ResponseHead> StatAsync(string name, CancellationToken cancellationToken = default) =>
-        RequestAsync(new StatRequest(name), cancellationToken);
+        RequestAsync(new StatRequest(name), cancellationToken).AsTask();
 
     public Task<ResponseHead> StatsAsync(CancellationToken cancellationToken = default) =>
-        RequestAsync(new StatsRequest(), cancellationToken);
+        RequestAsync(new StatsRequest(), cancellationToken).AsTask();
 
     public Task<ResponseHead> PurgeAsync(string name, CancellationToken cancellationToken = default) =>
-        RequestAsync(new PurgeRequest(name), cancellationToken);
+        RequestAsync(new PurgeRequest(name), cancellationToken).AsTask();
 
     /// <summary>Asks for one page of a directory's entries (<paramref name="directory"/> empty: the root) after
     /// <paramref name="cursor"/>. A peer that does not know LIST (an older version answers <c>0xFF</c> / BadRequest
@@ -166,7 +167,8 @@ public sealed class FileClient : IAsyncDisposable
     }
 
     /// <summary>Sends a GET and reads the response head. When Ok, read the body from the returned response.</summary>
-    public async Task<GetResponse> GetAsync(GetRequest request, CancellationToken cancellationToken = default)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // once per request: no box each time
+    public async ValueTask<GetResponse> GetAsync(GetRequest request, CancellationToken cancellationToken = default)
     {
         var head = await RequestAsync(request, cancellationToken);
         // What a whole answer is follows from our own request and the file's size, never from the answer's length:
@@ -202,7 +204,8 @@ public sealed class FileClient : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
-    private async Task<ResponseHead> RequestAsync(Request request, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<ResponseHead> RequestAsync(Request request, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         if (_openResponse is not null)
@@ -238,16 +241,28 @@ public sealed class FileClient : IAsyncDisposable
         }
     }
 
-    internal async ValueTask<int> ReadBodyAsync(GetResponse response, Memory<byte> destination, CancellationToken cancellationToken)
+    internal ValueTask<int> ReadBodyAsync(GetResponse response, Memory<byte> destination, CancellationToken cancellationToken)
     {
         if (response.Remaining == 0)
         {
-            return 0;
+            return ValueTask.FromResult(0);
         }
         if (destination.Length > response.Remaining)
         {
             destination = destination[..(int)response.Remaining];
         }
+        if (_reader.Buffered > 0 && !cancellationToken.IsCancellationRequested)
+        {
+            // Bytes that came with the head (a small file's whole body): no wait, so no timeout to arm.
+            var copied = _reader.ReadBuffered(destination.Span);
+            BodyRead(response, copied);
+            return ValueTask.FromResult(copied);
+        }
+        return ReceiveBodyAsync(response, destination, cancellationToken);
+    }
+
+    private async ValueTask<int> ReceiveBodyAsync(GetResponse response, Memory<byte> destination, CancellationToken cancellationToken)
+    {
         int read;
         using var registration = Arm(_options.IdleTimeout, cancellationToken, out var token);
         try

@@ -87,16 +87,17 @@ internal sealed class FrameReader : IDisposable
 
     /// <summary>Reads up to <paramref name="destination"/>.Length body bytes: first what is buffered, then from the
     /// socket. Returns 0 only when the peer closed.</summary>
-    public ValueTask<int> ReadBodyAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    public ValueTask<int> ReadBodyAsync(Memory<byte> destination, CancellationToken cancellationToken) =>
+        Buffered > 0 ? ValueTask.FromResult(ReadBuffered(destination.Span))
+            : _link.ReceiveAsync(destination, cancellationToken); // no state machine of ours on the way
+
+    /// <summary>Copies up to <paramref name="destination"/>.Length of the buffered bytes out; returns how many.</summary>
+    public int ReadBuffered(Span<byte> destination)
     {
-        if (Buffered > 0)
-        {
-            var count = Math.Min(Buffered, destination.Length);
-            _buffer.AsSpan(_start, count).CopyTo(destination.Span);
-            _start += count;
-            return ValueTask.FromResult(count);
-        }
-        return _link.ReceiveAsync(destination, cancellationToken); // no state machine of ours on the way
+        var count = Math.Min(Buffered, destination.Length);
+        _buffer.AsSpan(_start, count).CopyTo(destination);
+        _start += count;
+        return count;
     }
 
     public void Dispose()

@@ -24,13 +24,27 @@ public sealed class Link : IDisposable
     public ValueTask<int> ReceiveAsync(Memory<byte> destination, CancellationToken cancellationToken) =>
         Tls is null ? Socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken) : Tls.ReadAsync(destination, cancellationToken);
 
-    public async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    public ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         if (Tls is not null)
         {
-            await Tls.WriteAsync(data, cancellationToken);
-            return;
+            return Tls.WriteAsync(data, cancellationToken);
         }
+        // A request fits the socket's buffer: the send completes at once, with no state machine of ours.
+        var sending = Socket.SendAsync(data, SocketFlags.None, cancellationToken);
+        if (sending.IsCompletedSuccessfully)
+        {
+            var sent = sending.Result;
+            return sent == data.Length ? ValueTask.CompletedTask : SendRestAsync(data[sent..], cancellationToken);
+        }
+        return SendRestAsync(sending, data, cancellationToken);
+    }
+
+    private async ValueTask SendRestAsync(ValueTask<int> sending, ReadOnlyMemory<byte> data, CancellationToken cancellationToken) =>
+        await SendRestAsync(data[await sending..], cancellationToken);
+
+    private async ValueTask SendRestAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
         while (!data.IsEmpty)
         {
             data = data[await Socket.SendAsync(data, SocketFlags.None, cancellationToken)..];
