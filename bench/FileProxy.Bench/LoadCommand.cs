@@ -12,9 +12,9 @@ namespace FileProxy.Bench;
 /// <summary>
 /// <c>load</c>: M persistent connections share K requests over a list of names (request i asks for name i mod count,
 /// the order bench/wrk-load.lua uses), each connection sending its next request when the previous body is read, or, with
-/// --rate, when its time has come. Over the FileProxy protocol, or HTTP/1.1 (--http) for nginx and Varnish, so that one
-/// generator measures all three caches. Prints one JSON line: requests, seconds, requests per second, mean, p50 and p99
-/// latency.
+/// --rate, when its time has come. Over the FileProxy protocol, or HTTP/1.1 (--http) for nginx and Varnish, each through
+/// a connection as thin as the other, so that one generator measures all three caches alike. Prints one JSON line:
+/// requests, seconds, requests per second, mean, p50 and p99 latency.
 /// </summary>
 internal static class LoadCommand
 {
@@ -32,10 +32,14 @@ internal static class LoadCommand
             DefaultValueFactory = _ => 0,
         };
         var http = new Option<bool>("--http") { Description = "Speak HTTP/1.1 (GET /NAME) instead of the FileProxy protocol, to load nginx or Varnish" };
+        var library = new Option<bool>("--library")
+        {
+            Description = "Over the FileProxy protocol, send each request through FileClient (timeouts, checks and all) instead of a connection as thin as --http's",
+        };
         var trace = new Option<FileInfo?>("--trace") { Description = "Also write each timed request's start and latency (ms, one line each) to this file" };
         var command = new Command("load", "M persistent connections send K requests for small files; prints rps, mean, p50 and p99 as JSON")
         {
-            proxy, names, connections, requests, warmup, rate, http, trace,
+            proxy, names, connections, requests, warmup, rate, http, library, trace,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -59,13 +63,14 @@ internal static class LoadCommand
                 {
                     clients[i] = parse.GetValue(http)
                         ? await HttpLoadConnection.ConnectAsync(target.Host, target.Port, cancellationToken)
-                        : new FileProxyLoadConnection(await FileClient.ConnectAsync(target.Host, target.Port, cancellationToken: cancellationToken));
+                        : parse.GetValue(library) ? new LibraryLoadConnection(await FileClient.ConnectAsync(target.Host, target.Port, cancellationToken: cancellationToken))
+                        : await FileProxyLoadConnection.ConnectAsync(target.Host, target.Port, cancellationToken);
                 }
                 await RunAsync(clients, list, parse.GetValue(warmup), 0, cancellationToken);
                 // No collection during the timed requests, so that the generator's own pauses do not land in the
                 // latencies it measures: the region starts with a full collection (before the clock starts) and
-                // then lets 240 MiB be allocated, which is more than 105,000 requests need (about 1.3 KB each on our
-                // protocol, 0.6 KB over HTTP). The young generation alone (the project's GCgen0size) did not hold:
+                // then lets 240 MiB be allocated, which is more than 105,000 requests need (about 1.3 KB each through
+                // FileClient, less over the thin connections). The young generation alone (the project's GCgen0size) did not hold:
                 // each paced run of 100,000 still collected once or twice, pausing 3.4-3.5 ms each time.
                 var noCollections = GC.TryStartNoGCRegion(240L << 20);
                 var (collections, paused) = (GC.CollectionCount(0), GC.GetTotalPauseDuration());
@@ -99,7 +104,7 @@ internal static class LoadCommand
                 });
                 return run.Errors == 0 ? 0 : 1;
             }
-            catch (Exception e) when (e is UpstreamException or SocketException or IOException or InvalidDataException)
+            catch (Exception e) when (e is UpstreamException or SocketException or IOException or InvalidDataException or ProtocolException)
             {
                 await Console.Error.WriteLineAsync($"error: {e.Message}");
                 return 1;
@@ -182,8 +187,9 @@ internal static class LoadCommand
     private static double Percentile(double[] sorted, double percent) =>
         sorted[Math.Clamp((int)Math.Ceiling(percent / 100 * sorted.Length) - 1, 0, sorted.Length - 1)];
 
-    /// <summary>One connection over the FileProxy protocol; a hit is what the cache's response head says.</summary>
-    private sealed class FileProxyLoadConnection(FileClient client) : ILoadConnection
+    /// <summary>One connection over the FileProxy protocol through FileClient (<c>--library</c>); a hit is what the
+    /// cache's response head says.</summary>
+    private sealed class LibraryLoadConnection(FileClient client) : ILoadConnection
     {
         public async ValueTask<LoadResult> GetAsync(string name, Memory<byte> buffer, CancellationToken cancellationToken)
         {
