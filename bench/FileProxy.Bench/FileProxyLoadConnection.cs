@@ -8,28 +8,16 @@ namespace FileProxy.Bench;
 /// is over HTTP: a GET frame out, the response frame parsed with the protocol's own decoder (every check it makes),
 /// the body read to its announced length. No timeouts, retries or connection pooling: those belong to
 /// <c>FileClient</c> (<c>load --library</c> measures through it), and the generator's own costs land in every latency
-/// it measures. Through FileClient, ours' p50 paced at 2,000 requests/s was 3-6 µs higher than through this (8
-/// alternating rounds, docs/BENCHMARKS.md), which is what HttpClient did to nginx and Varnish before
-/// <see cref="HttpLoadConnection"/>.
+/// it measures. Through FileClient, ours' p50 paced at 2,000 requests/s was about 6 µs higher than through this (the
+/// pairwise median of 6 and of 8 alternating rounds, docs/BENCHMARKS.md): what HttpClient did to nginx and Varnish
+/// before <see cref="HttpLoadConnection"/>.
 /// </summary>
 internal sealed class FileProxyLoadConnection(Socket socket) : ILoadConnection
 {
     private readonly byte[] _request = new byte[WireCodec.MaxRequestFrame];
 
-    public static async Task<FileProxyLoadConnection> ConnectAsync(string host, int port, CancellationToken cancellationToken)
-    {
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        try
-        {
-            await socket.ConnectAsync(host, port, cancellationToken);
-            return new FileProxyLoadConnection(socket);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
+    public static async Task<FileProxyLoadConnection> ConnectAsync(string host, int port, CancellationToken cancellationToken) =>
+        new(await LoadSocket.ConnectAsync(host, port, cancellationToken));
 
     public async ValueTask<LoadResult> GetAsync(string name, Memory<byte> buffer, CancellationToken cancellationToken)
     {
@@ -43,22 +31,16 @@ internal sealed class FileProxyLoadConnection(Socket socket) : ILoadConnection
             {
                 throw new InvalidDataException("the response frame does not fit in the buffer");
             }
-            filled += await ReceiveSomeAsync(buffer[filled..], cancellationToken);
+            filled += await LoadSocket.ReceiveSomeAsync(socket, buffer[filled..], cancellationToken);
         }
         var headEnd = ProtocolLimits.FrameHeaderLength + header.PayloadLength;
         var head = WireCodec.DecodeResponse(Opcode.Get, header, buffer.Span[ProtocolLimits.FrameHeaderLength..headEnd]);
         var remaining = head.Length - (filled - headEnd);
         while (remaining > 0)
         {
-            remaining -= await ReceiveSomeAsync(buffer[..(int)Math.Min(buffer.Length, remaining)], cancellationToken);
+            remaining -= await LoadSocket.ReceiveSomeAsync(socket, buffer[..(int)Math.Min(buffer.Length, remaining)], cancellationToken);
         }
         return new LoadResult(head.IsOk && remaining == 0, head.Source is ResponseSource.CacheHit);
-    }
-
-    private async ValueTask<int> ReceiveSomeAsync(Memory<byte> buffer, CancellationToken cancellationToken)
-    {
-        var read = await socket.ReceiveAsync(buffer, cancellationToken);
-        return read > 0 ? read : throw new EndOfStreamException("the server closed the connection");
     }
 
     public ValueTask DisposeAsync()

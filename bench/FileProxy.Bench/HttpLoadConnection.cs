@@ -20,20 +20,8 @@ internal sealed class HttpLoadConnection(Socket socket, string host) : ILoadConn
     private static readonly byte[] LengthField = "\r\ncontent-length:"u8.ToArray();
     private static readonly byte[] HitField = "\r\nx-cache-status: hit\r\n"u8.ToArray();
 
-    public static async Task<HttpLoadConnection> ConnectAsync(string host, int port, CancellationToken cancellationToken)
-    {
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        try
-        {
-            await socket.ConnectAsync(host, port, cancellationToken);
-            return new HttpLoadConnection(socket, host);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
+    public static async Task<HttpLoadConnection> ConnectAsync(string host, int port, CancellationToken cancellationToken) =>
+        new(await LoadSocket.ConnectAsync(host, port, cancellationToken), host);
 
     public async ValueTask<LoadResult> GetAsync(string name, Memory<byte> buffer, CancellationToken cancellationToken)
     {
@@ -47,21 +35,15 @@ internal sealed class HttpLoadConnection(Socket socket, string host) : ILoadConn
             {
                 throw new InvalidDataException("the response head does not fit in the buffer");
             }
-            filled += await ReceiveSomeAsync(buffer[filled..], cancellationToken);
+            filled += await LoadSocket.ReceiveSomeAsync(socket, buffer[filled..], cancellationToken);
         }
         var (ok, length, hit) = ParseHead(buffer.Span[..(headEnd + 2)]);
         long remaining = length - (filled - headEnd - HeadEnd.Length);
         while (remaining > 0)
         {
-            remaining -= await ReceiveSomeAsync(buffer[..(int)Math.Min(buffer.Length, remaining)], cancellationToken);
+            remaining -= await LoadSocket.ReceiveSomeAsync(socket, buffer[..(int)Math.Min(buffer.Length, remaining)], cancellationToken);
         }
         return new LoadResult(ok && remaining == 0, hit);
-    }
-
-    private async ValueTask<int> ReceiveSomeAsync(Memory<byte> buffer, CancellationToken cancellationToken)
-    {
-        var read = await socket.ReceiveAsync(buffer, cancellationToken);
-        return read > 0 ? read : throw new EndOfStreamException("the server closed the connection");
     }
 
     /// <summary>Status 200 or not, the Content-Length, and whether the cache called it a hit (the X-Cache-Status

@@ -70,8 +70,8 @@ internal static class LoadCommand
                 // No collection during the timed requests, so that the generator's own pauses do not land in the
                 // latencies it measures: the region starts with a full collection (before the clock starts) and
                 // then lets 240 MiB be allocated, which is more than 105,000 requests need (about 1.3 KB each through
-                // FileClient, less over the thin connections). The young generation alone (the project's GCgen0size) did not hold:
-                // each paced run of 100,000 still collected once or twice, pausing 3.4-3.5 ms each time.
+                // FileClient, less over the thin connections). The young generation alone (the project's GCgen0size)
+                // did not hold: each paced run of 100,000 still collected once or twice, pausing 3.4-3.5 ms each time.
                 var noCollections = GC.TryStartNoGCRegion(240L << 20);
                 var (collections, paused) = (GC.CollectionCount(0), GC.GetTotalPauseDuration());
                 var run = await RunAsync(clients, list, parse.GetValue(requests), parse.GetValue(rate), cancellationToken);
