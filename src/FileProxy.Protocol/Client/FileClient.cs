@@ -251,9 +251,10 @@ public sealed class FileClient : IAsyncDisposable
         {
             destination = destination[..(int)response.Remaining];
         }
-        if (_reader.Buffered > 0 && !cancellationToken.IsCancellationRequested)
+        if (_reader.Buffered > 0 && _disposed == 0 && !cancellationToken.IsCancellationRequested)
         {
-            // Bytes that came with the head (a small file's whole body): no wait, so no timeout to arm.
+            // Bytes that came with the head (a small file's whole body): no wait, so no timeout to arm. (Disposed
+            // or cancelled, the path below fails as it always did.)
             var copied = _reader.ReadBuffered(destination.Span);
             BodyRead(response, copied);
             return ValueTask.FromResult(copied);

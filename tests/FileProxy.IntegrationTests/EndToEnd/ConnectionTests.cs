@@ -63,6 +63,24 @@ public sealed class ConnectionTests(ITestOutputHelper output)
         client.IsReusable.Should().BeTrue();
     }
 
+    [Fact]
+    public async Task A_body_read_after_its_client_is_disposed_says_so_even_when_the_bytes_came_with_the_head()
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await using var cluster = await Cluster.StartAsync(output);
+        cluster.Root.Write("small.bin", Fetch.RandomBytes(20, seed: 4));
+        var client = await cluster.ConnectAsync(Peer.Origin, deadline.Token);
+        var response = await client.GetAsync(new GetRequest("small.bin"), deadline.Token);
+        await response.WaitForBytesAsync(deadline.Token);
+        response.HasBufferedBytes.Should().BeTrue("a small body comes with its head");
+
+        await client.DisposeAsync();
+        var read = async () => await response.ReadAsync(new byte[100], deadline.Token);
+
+        // What callers (BodyCopy among them) take for a lost connection, not a bug's exception.
+        await read.Should().ThrowAsync<ObjectDisposedException>();
+    }
+
     [Theory]
     [InlineData(Peer.Origin)]
     [InlineData(Peer.Proxy)]
