@@ -40,7 +40,9 @@ internal sealed class FileProxyLoadConnection(Socket socket) : ILoadConnection
         {
             remaining -= await LoadSocket.ReceiveSomeAsync(socket, buffer[..(int)Math.Min(buffer.Length, remaining)], cancellationToken);
         }
-        return new LoadResult(head.IsOk && remaining == 0, head.Source is ResponseSource.CacheHit);
+        // Whole, as HTTP's 200 is: an Ok answer may be a range, so the bytes must be the whole file's.
+        var whole = head.IsOk && head.File is { } file && head.Offset == 0 && head.Length == file.Size;
+        return new LoadResult(whole && remaining == 0, head.Source is ResponseSource.CacheHit);
     }
 
     public ValueTask DisposeAsync()
