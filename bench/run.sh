@@ -32,7 +32,7 @@ done
 
 if [[ $mode == quick ]]; then
   a_bytes=$((64 << 20)); b_bytes=$((16 << 20)); c_files=256; runs=${BENCH_RUNS:-3}; iperf_seconds=1; u_rounds=1
-  c_requests=10000; c_rates=(20000); c_paced_seconds=1
+  c_requests=10000; c_rates=(20000); c_paced_seconds=1; c_paced_rounds=2
 else
   a_bytes=$((1 << 30)); b_bytes=$((100 << 20)); c_files=1000; runs=${BENCH_RUNS:-5}; iperf_seconds=3; u_rounds=2
   # Workload c's unpaced run: about 1.5 s here, so that its tail is not one scheduling event's luck.
@@ -40,8 +40,12 @@ else
   # Workload c's paced runs, requests/s: light, and moderate (about a third of what each cache serves here at most).
   c_rates=(2000 20000)
   # Each paced run lasts this long (RATE × it requests), so that the machine's periodic work (here kdamond samples
-  # every 500 ms; the kernel writes back every 5 s) lands in each system's runs alike, not in one 0.5 s run by luck.
-  c_paced_seconds=5
+  # every 500 ms) lands in each system's runs alike, not in one 0.5 s run by luck.
+  c_paced_seconds=3
+  # Paced rounds per run, the systems in turn: on this machine one 5 s run's p50 lands in one of two modes 20-40 %
+  # apart, whichever system it measures (where the kernel happens to place the generator's and the cache's threads:
+  # a wake-up across the two vCPUs costs tens of µs here), so one run per system per run decided the row by luck.
+  c_paced_rounds=3
 fi
 workloads=" ${BENCH_WORKLOADS:-a b c u} "
 u_mid_bytes=$((10 << 20)) # workload u: 4 KiB (a small file), 10 MiB, and workload a's big file
@@ -301,8 +305,8 @@ fetch() { # SYSTEM NAME CLIENTS OUTPUT
   fi
 }
 
-load() { # SYSTEM RUN [RATE]: workload c's load, as fast as it goes or (RATE > 0) paced at RATE requests/s
-  local system=$1 run_no=$2 rate=${3:-0} port requests=$c_requests
+load() { # SYSTEM RUN [RATE ROUND]: workload c's load, as fast as it goes or (RATE > 0) paced at RATE requests/s
+  local system=$1 run_no=$2 rate=${3:-0} round=${4:-} port requests=$c_requests
   port=$(port_of "$system")
   ((rate == 0)) || requests=$((rate * c_paced_seconds))
   # As in workloads a and u: no dirty pages of an earlier workload (workload b's cache files, which nginx does not
@@ -319,7 +323,7 @@ load() { # SYSTEM RUN [RATE]: workload c's load, as fast as it goes or (RATE > 0
     # shellcheck disable=SC2046 # the one option or none
     (run_ours Bench load --proxy "127.0.0.1:$port" --names "$work/names.txt" --connections "$c_connections" \
       --requests "$requests" --warmup "$c_warmup" --rate "$rate" $([[ $system == ours ]] || echo --http) \
-      --trace "$run/logs/load-$system-$run_no-$rate.txt") || true
+      --trace "$run/logs/load-$system-$run_no-$rate${round:+-$round}.txt") || true
   fi | record load "$run_no" "$system"
 }
 
@@ -347,14 +351,26 @@ workload_b() { # SYSTEM RUN: 50 clients, cold through an origin limited to 50 MB
   echo "{\"rss_kib\":$(peak_rss_kib "$system")}" | record rss "$run_no" "$system" >/dev/null
 }
 
-workload_c() { # SYSTEM RUN: small files, 64 persistent connections, all hits after an untimed first pass
-  local system=$1 run_no=$2 rate
-  # After workload b its cache is still up (behind the relay); run alone (BENCH_WORKLOADS=c) it starts one.
-  [[ -n ${pids[$system]:-} ]] || start_cache "$system" direct
-  load "$system" "$run_no" | sed 's/^/    /' >&2
-  for rate in "${c_rates[@]}"; do load "$system" "$run_no" "$rate" | sed 's/^/    /' >&2; done
-  stop "$system"
-  stop "$system-relay"
+# Workload c: small files, 64 persistent connections, all hits after an untimed first pass. All three caches are up
+# at once (after workload b each is still up, behind its relay; run alone, BENCH_WORKLOADS=c, each starts direct):
+# first each one's closed loop, then c_paced_rounds rounds of the paced runs with the systems in turn, a different
+# one first in each round, so that the machine's drift hits all of them alike (as in workload u). The report takes
+# each system's median over a run's rounds.
+workload_c() { # RUN
+  local run_no=$1 system rate round shift_by turn
+  for system in "${order[@]}"; do [[ -n ${pids[$system]:-} ]] || start_cache "$system" direct; done
+  for system in "${order[@]}"; do load "$system" "$run_no" | sed 's/^/    /' >&2; done
+  for round in $(seq 1 "$c_paced_rounds"); do
+    shift_by=$(((round - 1) % ${#order[@]}))
+    turn=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
+    for system in "${turn[@]}"; do
+      for rate in "${c_rates[@]}"; do load "$system" "$run_no" "$rate" "$round" | sed 's/^/    /' >&2; done
+    done
+  done
+  for system in "${order[@]}"; do
+    stop "$system"
+    stop "$system-relay"
+  done
 }
 
 # Whole-process fetches, as a user runs them: `fileproxy-client NAME -o FILE` against `curl -o FILE` through nginx
@@ -468,7 +484,7 @@ build
 make_files
 rm -rf "$run" && mkdir -p "$run/logs" "$run/out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-echo "{\"type\":\"config\",\"http_client\":\"${BENCH_HTTP_CLIENT:-bench}\",\"mode\":\"$mode\",\"runs\":$runs,\"u_rounds\":$u_rounds,\"u_mid_bytes\":$u_mid_bytes,\"native\":$native,\"started\":\"$stamp\",\"a_bytes\":$a_bytes,\"b_bytes\":$b_bytes,\"b_clients\":$b_clients,\"c_files\":$c_files,\"c_file_bytes\":$c_file_bytes,\"c_requests\":$c_requests,\"c_connections\":$c_connections,\"c_rates\":[$(IFS=,; echo "${c_rates[*]}")],\"c_paced_seconds\":$c_paced_seconds,\"origin_rate\":$origin_rate,\"proxy_args\":\"${BENCH_PROXY_ARGS:-}\"}" >"$results"
+echo "{\"type\":\"config\",\"http_client\":\"${BENCH_HTTP_CLIENT:-bench}\",\"mode\":\"$mode\",\"runs\":$runs,\"u_rounds\":$u_rounds,\"u_mid_bytes\":$u_mid_bytes,\"native\":$native,\"started\":\"$stamp\",\"a_bytes\":$a_bytes,\"b_bytes\":$b_bytes,\"b_clients\":$b_clients,\"c_files\":$c_files,\"c_file_bytes\":$c_file_bytes,\"c_requests\":$c_requests,\"c_connections\":$c_connections,\"c_rates\":[$(IFS=,; echo "${c_rates[*]}")],\"c_paced_seconds\":$c_paced_seconds,\"c_paced_rounds\":$c_paced_rounds,\"origin_rate\":$origin_rate,\"proxy_args\":\"${BENCH_PROXY_ARGS:-}\"}" >"$results"
 measure_limits
 start_origins
 
@@ -480,7 +496,7 @@ for run_no in $(seq 1 "$runs"); do
   log "run $run_no of $runs (${order[*]})"
   if [[ $workloads == *" a "* ]]; then for system in "${order[@]}"; do workload_a "$system" "$run_no"; done; fi
   if [[ $workloads == *" b "* ]]; then for system in "${order[@]}"; do workload_b "$system" "$run_no"; done; fi
-  if [[ $workloads == *" c "* ]]; then for system in "${order[@]}"; do workload_c "$system" "$run_no"; done; fi
+  if [[ $workloads == *" c "* ]]; then workload_c "$run_no"; fi
   if [[ $workloads == *" u "* ]]; then workload_u "$run_no"; fi
 done
 

@@ -66,7 +66,11 @@ internal sealed class BenchReport
                     // has no rate field) are the others.
                     if (record.TryGetProperty("rate", out var rate) && rate.GetDouble() > 0)
                     {
-                        sample.PacedLoads[rate.GetDouble()] = record;
+                        if (!sample.PacedLoads.TryGetValue(rate.GetDouble(), out var rounds))
+                        {
+                            sample.PacedLoads[rate.GetDouble()] = rounds = [];
+                        }
+                        rounds.Add(record);
                     }
                     else
                     {
@@ -231,13 +235,15 @@ internal sealed class BenchReport
         yield return new Metric("c_p50_ms", "c. latency p50, ms", false, s => LoadFigure(s.Load, "p50_ms"), null);
         yield return new Metric("c_p99_ms", "c. latency p99, ms", false, s => LoadFigure(s.Load, "p99_ms"), null);
         var pacedSeconds = c.Number("c_paced_seconds");
+        var pacedRounds = c.Number("c_paced_rounds"); // NaN in older results: one round
         foreach (var rate in c.Numbers("c_rates"))
         {
-            var paced = Invariant($"c. paced, {rate:0} requests/s") + (double.IsNaN(pacedSeconds) ? "" : Invariant($" for {pacedSeconds:0} s"));
+            var paced = Invariant($"c. paced, {rate:0} requests/s") + (double.IsNaN(pacedSeconds) ? "" : Invariant($" for {pacedSeconds:0} s"))
+                + (pacedRounds > 1 ? Invariant($", median of {pacedRounds:0} rounds") : "");
             yield return new Metric(Invariant($"c_paced_{rate:0}_p50_ms"), Invariant($"{paced}: latency p50, ms"), false,
-                s => LoadFigure(s.PacedLoads.TryGetValue(rate, out var load) ? load : null, "p50_ms"), null);
+                s => s.PacedFigure(rate, "p50_ms"), null);
             yield return new Metric(Invariant($"c_paced_{rate:0}_p99_ms"), Invariant($"{paced}: latency p99, ms"), false,
-                s => LoadFigure(s.PacedLoads.TryGetValue(rate, out var load) ? load : null, "p99_ms"), null);
+                s => s.PacedFigure(rate, "p99_ms"), null);
         }
         yield return new Metric("d_rss_mib", "d. peak RSS during b (all processes), MiB", false, s => s.RssKib / 1024, null);
         foreach (var (test, bytes) in UserTests())
@@ -337,7 +343,8 @@ internal sealed class BenchReport
             {
                 Warnings.Add(Invariant($"run {run} {system} c: no result"));
             }
-            foreach (var (name, load) in sample.PacedLoads.Select(paced => (Invariant($"c paced {paced.Key:0}/s"), paced.Value))
+            foreach (var (name, load) in sample.PacedLoads
+                         .SelectMany(paced => paced.Value.Select((line, i) => (Invariant($"c paced {paced.Key:0}/s round {i + 1}"), line)))
                          .Prepend(("c", sample.Load ?? default)).Where(line => line.Item2.ValueKind == JsonValueKind.Object))
             {
                 var requests = load.GetProperty("requests").GetDouble();
@@ -451,8 +458,16 @@ internal sealed class BenchReport
 
         public JsonElement? Load { get; set; }
 
-        /// <summary>Workload c's runs at fixed request rates (--rate), by rate.</summary>
-        public Dictionary<double, JsonElement> PacedLoads { get; } = [];
+        /// <summary>Workload c's runs at fixed request rates (--rate), by rate, one per round.</summary>
+        public Dictionary<double, List<JsonElement>> PacedLoads { get; } = [];
+
+        /// <summary>A figure of the paced runs at <paramref name="rate"/>: the median over this run's rounds, or null
+        /// unless every round has it.</summary>
+        public double? PacedFigure(double rate, string name) =>
+            PacedLoads.TryGetValue(rate, out var rounds) && rounds.Count > 0
+            && rounds.Select(line => LoadFigure(line, name)).ToList() is var figures && figures.All(figure => figure is not null)
+                ? Median(figures.Select(figure => figure!.Value))
+                : null;
 
         public double? RssKib { get; set; }
 
