@@ -324,7 +324,7 @@ load() { # SYSTEM RUN [RATE ROUND]: workload c's load, as fast as it goes or (RA
     (run_ours Bench load --proxy "127.0.0.1:$port" --names "$work/names.txt" --connections "$c_connections" \
       --requests "$requests" --warmup "$c_warmup" --rate "$rate" $([[ $system == ours ]] || echo --http) \
       --trace "$run/logs/load-$system-$run_no-$rate${round:+-$round}.txt") || true
-  fi | record load "$run_no" "$system"
+  fi | sed "s/^{/{${round:+\"round\":$round,}/" | record load "$run_no" "$system"
 }
 
 workload_a() { # SYSTEM RUN: 1 GiB, one client, to a file: cold miss, then warm hit

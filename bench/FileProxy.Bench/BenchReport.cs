@@ -235,15 +235,14 @@ internal sealed class BenchReport
         yield return new Metric("c_p50_ms", "c. latency p50, ms", false, s => LoadFigure(s.Load, "p50_ms"), null);
         yield return new Metric("c_p99_ms", "c. latency p99, ms", false, s => LoadFigure(s.Load, "p99_ms"), null);
         var pacedSeconds = c.Number("c_paced_seconds");
-        var pacedRounds = c.Number("c_paced_rounds"); // NaN in older results: one round
         foreach (var rate in c.Numbers("c_rates"))
         {
             var paced = Invariant($"c. paced, {rate:0} requests/s") + (double.IsNaN(pacedSeconds) ? "" : Invariant($" for {pacedSeconds:0} s"))
-                + (pacedRounds > 1 ? Invariant($", median of {pacedRounds:0} rounds") : "");
+                + (c.PacedRounds > 1 ? Invariant($", median of {c.PacedRounds} rounds") : "");
             yield return new Metric(Invariant($"c_paced_{rate:0}_p50_ms"), Invariant($"{paced}: latency p50, ms"), false,
-                s => s.PacedFigure(rate, "p50_ms"), null);
+                s => s.PacedFigure(rate, "p50_ms", c.PacedRounds), null);
             yield return new Metric(Invariant($"c_paced_{rate:0}_p99_ms"), Invariant($"{paced}: latency p99, ms"), false,
-                s => s.PacedFigure(rate, "p99_ms"), null);
+                s => s.PacedFigure(rate, "p99_ms", c.PacedRounds), null);
         }
         yield return new Metric("d_rss_mib", "d. peak RSS during b (all processes), MiB", false, s => s.RssKib / 1024, null);
         foreach (var (test, bytes) in UserTests())
@@ -343,8 +342,17 @@ internal sealed class BenchReport
             {
                 Warnings.Add(Invariant($"run {run} {system} c: no result"));
             }
+            var rounds = _settings.PacedRounds;
+            foreach (var rate in _settings.Numbers("c_rates"))
+            {
+                var count = sample.PacedLoads.GetValueOrDefault(rate)?.Count ?? 0;
+                if (count != rounds)
+                {
+                    Warnings.Add(Invariant($"run {run} {system} c paced {rate:0}/s: {count} results for {rounds} round(s)"));
+                }
+            }
             foreach (var (name, load) in sample.PacedLoads
-                         .SelectMany(paced => paced.Value.Select((line, i) => (Invariant($"c paced {paced.Key:0}/s round {i + 1}"), line)))
+                         .SelectMany(paced => paced.Value.Select((line, i) => (PacedName(paced.Key, line, i, rounds), line)))
                          .Prepend(("c", sample.Load ?? default)).Where(line => line.Item2.ValueKind == JsonValueKind.Object))
             {
                 var requests = load.GetProperty("requests").GetDouble();
@@ -363,6 +371,11 @@ internal sealed class BenchReport
             Warnings.Add("no results");
         }
     }
+
+    /// <summary>A paced run's name in a warning: with its round (the record's, else its place) where there are several.</summary>
+    private static string PacedName(double rate, JsonElement line, int index, int rounds) =>
+        Invariant($"c paced {rate:0}/s")
+        + (rounds > 1 ? Invariant($" round {(line.TryGetProperty("round", out var round) ? round.GetInt32() : index + 1)}") : "");
 
     /// <summary>A figure of a load generator's JSON line, or null where the line or the figure is missing (wrk's
     /// lines have no mean).</summary>
@@ -462,9 +475,9 @@ internal sealed class BenchReport
         public Dictionary<double, List<JsonElement>> PacedLoads { get; } = [];
 
         /// <summary>A figure of the paced runs at <paramref name="rate"/>: the median over this run's rounds, or null
-        /// unless every round has it.</summary>
-        public double? PacedFigure(double rate, string name) =>
-            PacedLoads.TryGetValue(rate, out var rounds) && rounds.Count > 0
+        /// unless all <paramref name="expectedRounds"/> rounds have it (a round whose load failed left no line).</summary>
+        public double? PacedFigure(double rate, string name, int expectedRounds) =>
+            PacedLoads.TryGetValue(rate, out var rounds) && rounds.Count == expectedRounds
             && rounds.Select(line => LoadFigure(line, name)).ToList() is var figures && figures.All(figure => figure is not null)
                 ? Median(figures.Select(figure => figure!.Value))
                 : null;
@@ -494,6 +507,9 @@ internal sealed class BenchReport
             Config.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Array
                 ? value.EnumerateArray().Select(item => item.GetDouble()).ToArray()
                 : [];
+
+        /// <summary>Paced rounds per run: one in older results, which do not say.</summary>
+        public int PacedRounds => Number("c_paced_rounds") is >= 1 and var rounds ? (int)rounds : 1;
 
         public string Text(string name) =>
             Config.TryGetProperty(name, out var value) ? value.ToString() : "?";
