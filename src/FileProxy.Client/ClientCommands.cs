@@ -307,6 +307,10 @@ internal static partial class ClientCommands
 
         async Task<int> OnePathAsync(FileClientOptions options, CancellationToken limited)
         {
+            if (peers.Length == 1)
+            {
+                CommandLine.UseOneSocketEngine();
+            }
             // The bytes themselves on the terminal: bars would be drawn into them (curl draws none either).
             await using var report = ClientOutput.Start(mode, bars: !toStdout || Console.IsOutputRedirected);
             var progress = report.Begin(rawName);

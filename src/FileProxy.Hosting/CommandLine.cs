@@ -160,6 +160,21 @@ public static class CommandLine
     }
 
     /// <summary>
+    /// One socket engine thread instead of one per core (which .NET starts when continuations run inline), unless the
+    /// environment already says otherwise: for a process that moves one connection's bytes, such as a one-path
+    /// download, the second thread is only start-up cost (a 4 KiB hit's CPU: 16.8 ms against 17.4, lower in 17 of 25
+    /// alternating runs). Takes effect only before the process's first socket.
+    /// </summary>
+    public static void UseOneSocketEngine()
+    {
+        const string Variable = "DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT";
+        if (Environment.GetEnvironmentVariable(Variable) is null)
+        {
+            Environment.SetEnvironmentVariable(Variable, "1");
+        }
+    }
+
+    /// <summary>
     /// The life of a server program: logging, start, serve until Ctrl+C or SIGTERM, drain, stop. A server that cannot
     /// start (port in use, root missing, no permission) logs why and exits 1 (<see cref="CannotStart"/>), or the code
     /// its <see cref="StartException"/> names.
