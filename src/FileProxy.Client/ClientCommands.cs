@@ -594,6 +594,8 @@ internal static partial class ClientCommands
         CancellationToken cancellationToken, string? name = null) =>
         WithOptionsAsync(parse, async (options, limited) =>
         {
+            // One connection at a time, as a one-path download: a second socket engine thread would only cost start-up.
+            CommandLine.UseOneSocketEngine();
             await using var client = parse.GetValue(TierOption) is { Length: > 0 } tier && name is not null
                 ? await ConnectToOwnerAsync(tier, name, options, limited)
                 : await FileClient.ConnectAsync(parse.GetValue(Proxy)![0].Host, parse.GetValue(Proxy)![0].Port, options, limited);
