@@ -37,7 +37,8 @@ else
   a_bytes=$((1 << 30)); b_bytes=$((100 << 20)); c_files=1000; runs=${BENCH_RUNS:-5}; iperf_seconds=3; u_rounds=2
   # Workload c's unpaced run: about 1.5 s here, so that its tail is not one scheduling event's luck.
   c_requests=100000
-  # Workload c's paced runs, requests/s: light, and moderate (about a third of what each cache serves here at most).
+  # Workload c's paced runs, requests/s: light, and moderate (a third of what ours serves here unpaced, over half of
+  # nginx's and about two thirds of Varnish's, which often falls behind at it).
   c_rates=(2000 20000)
   # Each paced run lasts this long (RATE × it requests), so that the machine's periodic work (here kdamond samples
   # every 500 ms) lands in each system's runs alike, not in one 0.5 s run by luck.
