@@ -9,6 +9,7 @@ a round, seconds apart, so a round is also a fair pair; this prints both views o
 quotes them. In files written before paced lines carried their round, a run's rounds are taken in order.
 """
 import json
+import signal
 import statistics
 import sys
 
@@ -52,4 +53,5 @@ def paced(paths):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quietly, into head(1)
     sys.exit(main())
