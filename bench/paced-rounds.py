@@ -18,24 +18,18 @@ def main() -> int:
     if len(sys.argv) < 2:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    for rate in sorted({line["rate"] for line in paced(sys.argv[1:])}):
-        p50 = {}
-        for path in sys.argv[1:]:
-            seen = {}
-            for line in paced([path]):
-                if line["rate"] == rate:
-                    key = (path, line["system"], line["run"])
-                    seen[key] = seen.get(key, 0) + 1
-                    p50[key + (line.get("round", seen[key]),)] = line["p50_ms"] * 1000
+    p50 = read(sys.argv[1:])
+    for rate in sorted({key[0] for key in p50}):
         pooled = {}
-        for (_, system, _, _), value in p50.items():
-            pooled.setdefault(system, []).append(value)
+        for (line_rate, _, system, _, _), value in p50.items():
+            if line_rate == rate:
+                pooled.setdefault(system, []).append(value)
         print(f"paced {rate}/s, p50 in µs, pooled median over {max(len(v) for v in pooled.values())} rounds: "
               + ", ".join(f"{s} {statistics.median(v):.1f}" for s, v in sorted(pooled.items())))
         ratios = []
-        for (path, system, run, round_), value in p50.items():
-            others = [p50.get((path, other, run, round_)) for other in ("nginx", "varnish")]
-            if system == "ours" and None not in others:
+        for (line_rate, path, system, run, round_), value in p50.items():
+            others = [p50.get((rate, path, other, run, round_)) for other in ("nginx", "varnish")]
+            if line_rate == rate and system == "ours" and None not in others:
                 ratios.append(value / min(others))
         if ratios:
             print(f"  ours ÷ best of the round: median {statistics.median(ratios):.3f}, "
@@ -43,13 +37,18 @@ def main() -> int:
     return 0
 
 
-def paced(paths):
+def read(paths):
+    """Each paced line's p50 in µs, keyed by (rate, file, system, run, round)."""
+    p50, seen = {}, {}
     for path in paths:
         with open(path, encoding="utf-8") as lines:
             for text in lines:
                 line = json.loads(text)
                 if line.get("type") == "load" and line.get("rate"):
-                    yield line
+                    key = (line["rate"], path, line["system"], line["run"])
+                    seen[key] = seen.get(key, 0) + 1
+                    p50[key + (line.get("round", seen[key]),)] = line["p50_ms"] * 1000
+    return p50
 
 
 if __name__ == "__main__":
