@@ -18,7 +18,7 @@ import signal
 import sys
 from collections import Counter
 
-EVENT = re.compile(r"\s*(?P<comm>\S.*?)\s+(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]\s+[\d.]+:\s+(?P<event>\S+):\s*(?P<trace>.*)")
+EVENT = re.compile(r"\s*(?P<comm>\S.*?)\s+\d+\s+\[(?P<cpu>\d+)\]\s+[\d.]+:\s+(?P<event>\S+):\s*(?P<trace>.*)")
 WAKEE = re.compile(r"comm=(?P<comm>.*?) pid=\d+")
 SWITCH = re.compile(r"prev_comm=(?P<comm>.*?) prev_pid=\d+ .*prev_state=(?P<state>\S+) ==>")
 
